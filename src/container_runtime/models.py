@@ -1,0 +1,440 @@
+"""Resource models: plain, typed, validated data shared by CLI, API server and helpers.
+
+Every constructor validates, so an instance can not exist in an invalid state;
+the rest of the code trusts these types and never re-validates.  Only the
+standard library is imported here: the CLI imports this module and must start fast.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from .errors import InvalidArgument
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$")
+PLUGIN_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+DOMAIN_RE = re.compile(r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+
+RESERVED_NETWORK_NAMES = frozenset({"none", "host"})
+DEFAULT_NETWORK = "default"
+DEFAULT_PLUGIN = "bridge"
+MIN_MTU = 1280
+MAX_MTU = 65535
+IPV4_PREFIX_RANGE = (8, 29)
+IPV6_PREFIX_RANGE = (64, 120)
+BRIDGE_OPTIONS = {"variant": ("shared", "isolated")}
+ATTACHMENT_PROPERTIES = ("mac", "mtu")
+
+
+def validate_network_name(name: str) -> str:
+    if name in RESERVED_NETWORK_NAMES:
+        raise InvalidArgument(f"network name {name!r} is reserved")
+    if not 1 <= len(name) <= 63 or not NAME_RE.match(name):
+        raise InvalidArgument(
+            f"invalid network name {name!r}: use 1-63 characters from a-z, 0-9, '.', '_' "
+            "and '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
+def validate_container_name(name: str) -> str:
+    if not 1 <= len(name) <= 63 or not CONTAINER_NAME_RE.match(name):
+        raise InvalidArgument(
+            f"invalid container name {name!r}: use 1-63 characters from A-Z, a-z, 0-9, "
+            "'.', '_' and '-', starting with a letter or digit"
+        )
+    return name
+
+
+def validate_plugin_name(name: str) -> str:
+    if not 1 <= len(name) <= 32 or not PLUGIN_NAME_RE.match(name):
+        raise InvalidArgument(f"invalid plugin name {name!r}")
+    return name
+
+
+def validate_domain(domain: str) -> str:
+    domain = domain.strip(".").lower()
+    if not 1 <= len(domain) <= 200 or not DOMAIN_RE.match(domain):
+        raise InvalidArgument(f"invalid DNS domain {domain!r}")
+    return domain
+
+
+def parse_mac(text: str) -> str:
+    """Return the MAC in lower-case colon form, or refuse it."""
+    if not MAC_RE.match(text):
+        raise InvalidArgument(
+            f"invalid MAC address {text!r}: expected six hex octets separated by ':' or '-'"
+        )
+    octets = [int(part, 16) for part in re.split(r"[:-]", text)]
+    if octets[0] & 1:
+        raise InvalidArgument(f"invalid MAC address {text!r}: multicast addresses are not allowed")
+    if not any(octets):
+        raise InvalidArgument(f"invalid MAC address {text!r}: the all-zero address is not allowed")
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def parse_mtu(value: str | int) -> int:
+    try:
+        mtu = int(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"invalid MTU {value!r}: expected an integer") from None
+    if not MIN_MTU <= mtu <= MAX_MTU:
+        raise InvalidArgument(f"invalid MTU {mtu}: must be between {MIN_MTU} and {MAX_MTU}")
+    return mtu
+
+
+def parse_ipv4_subnet(text: str) -> ipaddress.IPv4Network:
+    """Parse a CIDR; a host address such as 192.168.100.1/24 is normalised to its network."""
+    if "/" not in text:
+        raise InvalidArgument(f"invalid subnet {text!r}: expected CIDR notation such as 10.1.0.0/24")
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {text!r}: not an IPv4 network") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise InvalidArgument(f"invalid subnet {text!r}: not an IPv4 network (use --subnet-v6)")
+    low, high = IPV4_PREFIX_RANGE
+    if not low <= net.prefixlen <= high:
+        raise InvalidArgument(f"invalid subnet {text!r}: prefix must be between /{low} and /{high}")
+    return net
+
+
+def parse_ipv6_subnet(text: str) -> ipaddress.IPv6Network:
+    if "/" not in text:
+        raise InvalidArgument(f"invalid IPv6 subnet {text!r}: expected CIDR such as fd00:1::/64")
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv6 subnet {text!r}: not an IPv6 network") from None
+    if not isinstance(net, ipaddress.IPv6Network):
+        raise InvalidArgument(f"invalid IPv6 subnet {text!r}: not an IPv6 network")
+    low, high = IPV6_PREFIX_RANGE
+    if not low <= net.prefixlen <= high:
+        raise InvalidArgument(
+            f"invalid IPv6 subnet {text!r}: prefix must be between /{low} and /{high}"
+        )
+    return net
+
+
+def parse_gateway(
+    text: str | None, subnet: ipaddress.IPv4Network
+) -> ipaddress.IPv4Address:
+    if text is None:
+        return subnet.network_address + 1
+    try:
+        gw = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid gateway {text!r}: not an IPv4 address") from None
+    if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidArgument(f"gateway {gw} is not a usable host address of subnet {subnet}")
+    return gw
+
+
+def parse_key_values(pairs: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"invalid {what} {pair!r}: expected KEY=VALUE")
+        if not LABEL_KEY_RE.match(key) or len(key) > 128:
+            raise InvalidArgument(f"invalid {what} key {key!r}")
+        if len(value) > 512 or any(ord(c) < 32 for c in value):
+            raise InvalidArgument(f"invalid {what} value for {key!r}")
+        out[key] = value
+    return out
+
+
+def validate_bridge_options(options: dict[str, str]) -> dict[str, str]:
+    for key, value in options.items():
+        if key not in BRIDGE_OPTIONS:
+            valid = ", ".join(sorted(BRIDGE_OPTIONS))
+            raise InvalidArgument(f"unknown network option {key!r} (valid options: {valid})")
+        allowed = BRIDGE_OPTIONS[key]
+        if value not in allowed:
+            raise InvalidArgument(
+                f"invalid value {value!r} for option {key!r} (valid: {', '.join(allowed)})"
+            )
+    return options
+
+
+class NetworkMode(str, Enum):
+    NAT = "nat"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
+class NetworkConfiguration:
+    """What the user asked for; immutable once created."""
+
+    name: str
+    ipv4_subnet: ipaddress.IPv4Network
+    ipv4_gateway: ipaddress.IPv4Address
+    mode: NetworkMode = NetworkMode.NAT
+    plugin: str = DEFAULT_PLUGIN
+    ipv6_subnet: ipaddress.IPv6Network | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    creation_date: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name != DEFAULT_NETWORK:
+            validate_network_name(self.name)
+        validate_plugin_name(self.plugin)
+        if self.ipv4_gateway not in self.ipv4_subnet or self.ipv4_gateway in (
+            self.ipv4_subnet.network_address,
+            self.ipv4_subnet.broadcast_address,
+        ):
+            raise InvalidArgument(
+                f"gateway {self.ipv4_gateway} is not a usable host address of {self.ipv4_subnet}"
+            )
+        if self.plugin == DEFAULT_PLUGIN:
+            validate_bridge_options(self.options)
+
+    @property
+    def ipv6_gateway(self) -> ipaddress.IPv6Address | None:
+        return None if self.ipv6_subnet is None else self.ipv6_subnet.network_address + 1
+
+    @property
+    def variant(self) -> str:
+        return self.options.get("variant", "shared")
+
+    @property
+    def builtin(self) -> bool:
+        return self.labels.get("builtin") == "true"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mode": self.mode.value,
+            "plugin": self.plugin,
+            "ipv4Subnet": str(self.ipv4_subnet),
+            "ipv4Gateway": str(self.ipv4_gateway),
+            "ipv6Subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
+            "labels": dict(self.labels),
+            "options": dict(self.options),
+            "creationDate": self.creation_date,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkConfiguration:
+        try:
+            subnet = parse_ipv4_subnet(str(data["ipv4Subnet"]))
+            v6 = data.get("ipv6Subnet")
+            return cls(
+                name=str(data["name"]),
+                ipv4_subnet=subnet,
+                ipv4_gateway=parse_gateway(data.get("ipv4Gateway"), subnet),
+                mode=NetworkMode(data.get("mode", "nat")),
+                plugin=str(data.get("plugin") or DEFAULT_PLUGIN),
+                ipv6_subnet=parse_ipv6_subnet(str(v6)) if v6 else None,
+                labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+                options={str(k): str(v) for k, v in (data.get("options") or {}).items()},
+                creation_date=str(data.get("creationDate") or ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidArgument):
+                raise
+            raise InvalidArgument(f"invalid network configuration: {exc}") from None
+
+
+@dataclass(frozen=True)
+class NetworkStatus:
+    state: str  # "created" | "running" | "failed"
+    bridge: str | None = None
+
+    def to_json(self, config: NetworkConfiguration) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "ipv4Subnet": str(config.ipv4_subnet),
+            "ipv4Gateway": str(config.ipv4_gateway),
+            "ipv6Subnet": str(config.ipv6_subnet) if config.ipv6_subnet else None,
+            "bridge": self.bridge,
+        }
+
+
+@dataclass(frozen=True)
+class Network:
+    configuration: NetworkConfiguration
+    status: NetworkStatus
+    containers: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.configuration.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "configuration": self.configuration.to_json(),
+            "status": self.status.to_json(self.configuration),
+            "containers": self.containers,
+        }
+
+    def with_status(self, status: NetworkStatus) -> Network:
+        return replace(self, status=status)
+
+
+@dataclass(frozen=True)
+class AttachmentSpec:
+    """One `--network NAME[,mac=..][,mtu=..]` as the user gave it."""
+
+    network: str
+    mac: str | None = None
+    mtu: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AttachmentSpec:
+        parts = text.split(",")
+        name = parts[0]
+        if not name:
+            raise InvalidArgument(f"invalid network spec {text!r}: missing network name")
+        if name != DEFAULT_NETWORK and name not in RESERVED_NETWORK_NAMES:
+            validate_network_name(name)
+        props: dict[str, str] = {}
+        valid = ", ".join(f"{p}=" for p in ATTACHMENT_PROPERTIES)
+        for part in parts[1:]:
+            key, sep, value = part.partition("=")
+            if not sep or key not in ATTACHMENT_PROPERTIES:
+                raise InvalidArgument(
+                    f"invalid network spec {text!r}: unknown property {part!r} "
+                    f"(valid properties: {valid})"
+                )
+            if key in props:
+                raise InvalidArgument(f"invalid network spec {text!r}: {key}= given twice")
+            props[key] = value
+        mac = parse_mac(props["mac"]) if "mac" in props else None
+        mtu = parse_mtu(props["mtu"]) if "mtu" in props else None
+        return cls(network=name, mac=mac, mtu=mtu)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A container's (or a bare owner's) interface on one network."""
+
+    network: str
+    owner: str
+    hostname: str
+    address: ipaddress.IPv4Interface
+    gateway: ipaddress.IPv4Address
+    mac_address: str
+    mtu: int
+    interface: str = "eth0"
+    ipv6_address: ipaddress.IPv6Interface | None = None
+    netns: str | None = None
+    strategy: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "network": self.network,
+            "hostname": self.hostname,
+            "address": str(self.address),
+            "gateway": str(self.gateway),
+            "macAddress": self.mac_address,
+            "mtu": self.mtu,
+            "interface": self.interface,
+            "owner": self.owner,
+        }
+        if self.ipv6_address is not None:
+            out["ipv6Address"] = str(self.ipv6_address)
+        if self.netns is not None:
+            out["netns"] = self.netns
+        if self.strategy is not None:
+            out["strategy"] = self.strategy
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        v6 = data.get("ipv6Address")
+        return cls(
+            network=str(data["network"]),
+            owner=str(data["owner"]),
+            hostname=str(data["hostname"]),
+            address=ipaddress.IPv4Interface(data["address"]),
+            gateway=ipaddress.IPv4Address(data["gateway"]),
+            mac_address=str(data["macAddress"]),
+            mtu=int(data["mtu"]),
+            interface=str(data.get("interface") or "eth0"),
+            ipv6_address=ipaddress.IPv6Interface(v6) if v6 else None,
+            netns=data.get("netns"),
+            strategy=data.get("strategy"),
+        )
+
+
+def hostname_for(name: str, domain: str | None) -> str:
+    base = name.lower()
+    return f"{base}.{domain}." if domain else base
+
+
+STRATEGIES = ("veth", "tap")
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+@dataclass(frozen=True)
+class AttachmentRequest:
+    """What a caller asks the helper for: allocate (and, with a strategy, realise)."""
+
+    network: str
+    owner: str
+    hostname: str
+    mac: str | None = None
+    mtu: int | None = None
+    netns: str | None = None  # path or name of a network namespace; None = allocate only
+    strategy: str | None = None  # "veth" | "tap" | None
+    interface: str = "eth0"
+    primary: bool = True
+
+    def __post_init__(self) -> None:
+        validate_container_name(self.owner)
+        if self.mac is not None:
+            parse_mac(self.mac)
+        if self.mtu is not None:
+            parse_mtu(self.mtu)
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise InvalidArgument(
+                f"unknown interface strategy {self.strategy!r} (valid: {', '.join(STRATEGIES)})"
+            )
+        if self.netns is not None and self.strategy is None:
+            object.__setattr__(self, "strategy", "veth")
+        if self.strategy == "veth" and not self.netns:
+            raise InvalidArgument("the veth strategy needs a network namespace (--netns)")
+        if not INTERFACE_RE.match(self.interface):
+            raise InvalidArgument(f"invalid interface name {self.interface!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "owner": self.owner,
+            "hostname": self.hostname,
+            "mac": self.mac,
+            "mtu": self.mtu,
+            "netns": self.netns,
+            "strategy": self.strategy,
+            "interface": self.interface,
+            "primary": self.primary,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AttachmentRequest:
+        try:
+            mac = data.get("mac")
+            mtu = data.get("mtu")
+            return cls(
+                network=str(data["network"]),
+                owner=str(data["owner"]),
+                hostname=str(data.get("hostname") or data["owner"]),
+                mac=parse_mac(str(mac)) if mac else None,
+                mtu=parse_mtu(mtu) if mtu is not None else None,
+                netns=str(data["netns"]) if data.get("netns") else None,
+                strategy=str(data["strategy"]) if data.get("strategy") else None,
+                interface=str(data.get("interface") or "eth0"),
+                primary=bool(data.get("primary", True)),
+            )
+        except KeyError as exc:
+            raise InvalidArgument(f"missing field {exc.args[0]!r}") from None

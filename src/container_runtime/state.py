@@ -1,0 +1,137 @@
+"""The state database: one SQLite file (WAL) shared by the API server and the helpers.
+
+Each table has one writer: the API server writes `networks` and `containers`, the
+network helper writes `attachments` and `alloc_cursor`.  Uniqueness of an
+address or MAC on a network is a database constraint, not a Python check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS networks (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,            -- NetworkConfiguration JSON
+    state TEXT NOT NULL,             -- created | running | failed
+    bridge TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
+    owner TEXT NOT NULL,             -- container id or bare attachment name
+    hostname TEXT NOT NULL,
+    address INTEGER NOT NULL,        -- IPv4 as integer
+    prefixlen INTEGER NOT NULL,
+    gateway TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    mtu INTEGER NOT NULL,
+    interface TEXT NOT NULL,
+    ipv6 TEXT,
+    netns TEXT,
+    strategy TEXT,
+    host_ifname TEXT,
+    state TEXT NOT NULL,             -- allocated | ready
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner),
+    UNIQUE (network, address),
+    UNIQUE (network, mac)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS attachments_ipv6 ON attachments(network, ipv6)
+    WHERE ipv6 IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_ifname)
+    WHERE host_ifname IS NOT NULL;
+CREATE TABLE IF NOT EXISTS alloc_cursor (
+    network TEXT PRIMARY KEY,
+    next_offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL,
+    config TEXT NOT NULL,            -- ContainerConfig JSON (networks, ports, dns, env, cmd)
+    state TEXT NOT NULL,             -- created | running | stopped
+    pid INTEGER,
+    exit_code INTEGER,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database with the settings every process must use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode is durable against process crashes (kill -9); only power loss
+    # can lose the last transactions.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def initialise(path: Path) -> None:
+    conn = connect(path)
+    try:
+        with transaction(conn):
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (write lock taken up front, so no upgrade deadlocks)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+class Database:
+    """A connection guarded by a lock, for a multi-threaded daemon."""
+
+    def __init__(self, path: Path) -> None:
+        initialise(path)
+        self.path = path
+        self.conn = connect(path)
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self.lock, transaction(self.conn) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            yield self.conn
+
+    def close(self) -> None:
+        self.conn.close()
