@@ -438,3 +438,79 @@ class AttachmentRequest:
             )
         except KeyError as exc:
             raise InvalidArgument(f"missing field {exc.args[0]!r}") from None
+
+
+PROTOCOLS = ("tcp", "udp")
+MAX_PORT_RANGE = 1000
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port: host [ip:]port -> container port, tcp or udp."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: ipaddress.IPv4Address | None = None
+
+    def __post_init__(self) -> None:
+        for port in (self.host_port, self.container_port):
+            if not 1 <= port <= 65535:
+                raise InvalidArgument(f"invalid port {port}: must be between 1 and 65535")
+        if self.protocol not in PROTOCOLS:
+            raise InvalidArgument(f"invalid protocol {self.protocol!r} (valid: tcp, udp)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hostIP": str(self.host_ip) if self.host_ip else None,
+            "hostPort": self.host_port,
+            "containerPort": self.container_port,
+            "protocol": self.protocol,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PortMapping:
+        ip = data.get("hostIP")
+        return cls(
+            host_port=int(data["hostPort"]),
+            container_port=int(data["containerPort"]),
+            protocol=str(data.get("protocol") or "tcp"),
+            host_ip=ipaddress.IPv4Address(ip) if ip else None,
+        )
+
+    @staticmethod
+    def parse(text: str) -> list[PortMapping]:
+        """`[HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|udp]` -> one mapping per port."""
+        bad = f"invalid publish spec {text!r}: expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"
+        spec, _, proto = text.partition("/")
+        proto = proto or "tcp"
+        if proto not in PROTOCOLS:
+            raise InvalidArgument(f"invalid publish spec {text!r}: protocol must be tcp or udp")
+        parts = spec.split(":")
+        host_ip: ipaddress.IPv4Address | None = None
+        if len(parts) == 3:
+            try:
+                host_ip = ipaddress.IPv4Address(parts[0])
+            except ValueError:
+                raise InvalidArgument(f"{bad} (bad host IP {parts[0]!r})") from None
+            parts = parts[1:]
+        if len(parts) != 2:
+            raise InvalidArgument(bad)
+        host = _parse_port_range(parts[0], bad)
+        cont = _parse_port_range(parts[1], bad)
+        if len(host) != len(cont):
+            raise InvalidArgument(f"invalid publish spec {text!r}: port ranges differ in size")
+        return [PortMapping(h, c, proto, host_ip) for h, c in zip(host, cont, strict=True)]
+
+
+def _parse_port_range(text: str, bad: str) -> list[int]:
+    first, dash, last = text.partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()):
+        raise InvalidArgument(bad)
+    low, high = int(first), int(last) if dash else int(first)
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            raise InvalidArgument(f"{bad} (port {port} out of range 1-65535)")
+    if high < low or high - low >= MAX_PORT_RANGE:
+        raise InvalidArgument(f"{bad} (bad port range {text!r})")
+    return list(range(low, high + 1))
