@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class Paths:
-    root: Path  # persistent state: database, images, containers
-    run_dir: Path  # sockets, pid files, logs
-    config_file: Path
+    """Plain class, not a dataclass: the CLI imports it and dataclasses cost ~10 ms."""
+
+    __slots__ = ("root", "run_dir", "config_file")
+
+    def __init__(self, root: Path, run_dir: Path, config_file: Path) -> None:
+        self.root = root  # persistent state: database, images, containers
+        self.run_dir = run_dir  # sockets, pid files, logs
+        self.config_file = config_file
 
     @classmethod
     def from_env(cls) -> Paths:

@@ -1,0 +1,319 @@
+"""The network resource in the API server: create, list, inspect, delete, prune, attach.
+
+The API server owns the `networks` table; the plugin's helper realises each
+network and owns its attachments.  A network row is committed before its helper
+is asked to build it, and the helper builds every committed network at start, so
+a crash in between converges.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import Config
+from ..errors import Conflict, Exhausted, InvalidArgument, NotFound
+from ..models import (
+    DEFAULT_NETWORK,
+    DEFAULT_PLUGIN,
+    Attachment,
+    Network,
+    NetworkConfiguration,
+    NetworkMode,
+    NetworkStatus,
+    parse_gateway,
+    parse_ipv4_subnet,
+    parse_ipv6_subnet,
+    parse_key_values,
+    validate_container_name,
+    validate_network_name,
+)
+from ..network.plugins import find_plugin
+from ..state import Database
+from .helpers import HelperClient
+from .hostroutes import host_routes
+
+log = logging.getLogger("container-apiserver")
+
+AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class NetworkService:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        helper_for: Callable[[str], HelperClient],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.helper_for = helper_for
+        self.on_change = on_change
+        self.create_lock = threading.Lock()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _row_to_network(self, row: sqlite3.Row, users: int) -> Network:
+        config = NetworkConfiguration.from_json(json.loads(row["config"]))
+        return Network(config, NetworkStatus(row["state"], row["bridge"]), users)
+
+    def _users(self, conn: sqlite3.Connection, name: str) -> list[str]:
+        """Names of the containers and bare attachments that refer to a network."""
+        containers = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.name FROM containers c, json_each(c.config, '$.networks') j"
+                " WHERE json_extract(j.value, '$.network') = ?",
+                (name,),
+            )
+        ]
+        ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT c.id FROM containers c, json_each(c.config, '$.networks') j"
+                " WHERE json_extract(j.value, '$.network') = ?",
+                (name,),
+            )
+        }
+        bare = [
+            r[0]
+            for r in conn.execute("SELECT owner FROM attachments WHERE network = ?", (name,))
+            if r[0] not in ids
+        ]
+        return sorted(containers) + sorted(bare)
+
+    def list(self) -> list[Network]:
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
+            return [self._row_to_network(r, len(self._users(conn, r["name"]))) for r in rows]
+
+    def get(self, name: str) -> Network:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT * FROM networks WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"network {name} not found")
+            return self._row_to_network(row, len(self._users(conn, name)))
+
+    def configs(self) -> list[NetworkConfiguration]:
+        return [n.configuration for n in self.list()]
+
+    # -- creating ---------------------------------------------------------------------------
+
+    def ensure_default(self) -> None:
+        with self.db.read() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM networks WHERE name = ?", (DEFAULT_NETWORK,)
+            ).fetchone()
+        if exists:
+            return
+        config = NetworkConfiguration(
+            name=DEFAULT_NETWORK,
+            ipv4_subnet=self.config.subnet,
+            ipv4_gateway=self.config.gateway,
+            ipv6_subnet=self.config.subnet_v6,
+            labels={"builtin": "true"},
+            creation_date=datetime.now(UTC).isoformat(),
+        )
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO networks(name, config, state, bridge, created_at)"
+                " VALUES (?, ?, 'created', NULL, ?)",
+                (config.name, json.dumps(config.to_json()), config.creation_date),
+            )
+        log.info(f"container-apiserver: created network default ({config.ipv4_subnet})")
+
+    def realise_pending(self) -> None:
+        """Ask the helpers to build every network (idempotent); record their bridges."""
+        for network in self.list():
+            self._realise(network.configuration)
+
+    def _realise(self, config: NetworkConfiguration) -> None:
+        reply = self.helper_for(config.plugin).request(
+            "POST", "/networks", config.to_json(), idempotent=True
+        )
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE networks SET state = 'running', bridge = ? WHERE name = ?",
+                (reply.get("bridge"), config.name),
+            )
+
+    def create(self, body: dict[str, Any]) -> Network:
+        name = str(body.get("name") or "")
+        if name == DEFAULT_NETWORK:
+            raise Conflict("network default already exists (it is built in)")
+        validate_network_name(name)
+        plugin = str(body.get("plugin") or DEFAULT_PLUGIN)
+        find_plugin(plugin, self.config.plugin_path)
+        labels = parse_key_values(_str_list(body.get("labels")), "label")
+        if labels.get("builtin"):
+            raise InvalidArgument("the label 'builtin' is reserved")
+        options = parse_key_values(_str_list(body.get("options")), "option")
+        mode = NetworkMode.INTERNAL if body.get("internal") else NetworkMode.NAT
+        subnet_v6 = parse_ipv6_subnet(str(body["subnetV6"])) if body.get("subnetV6") else None
+        with self.create_lock:
+            if self._exists(name):
+                raise Conflict(f"network {name} already exists")
+            subnet_text = body.get("subnet")
+            if subnet_text:
+                subnet = parse_ipv4_subnet(str(subnet_text))
+            elif body.get("gateway"):
+                raise InvalidArgument("--gateway needs --subnet")
+            else:
+                subnet = self._free_subnet()
+            gateway = parse_gateway(body.get("gateway"), subnet)
+            self._check_overlap(subnet)
+            if subnet_v6 is not None:
+                self._check_overlap(subnet_v6)
+            config = NetworkConfiguration(
+                name=name,
+                ipv4_subnet=subnet,
+                ipv4_gateway=gateway,
+                mode=mode,
+                plugin=plugin,
+                ipv6_subnet=subnet_v6,
+                labels=labels,
+                options=options,
+                creation_date=datetime.now(UTC).isoformat(),
+            )
+            with self.db.write() as conn:
+                conn.execute(
+                    "INSERT INTO networks(name, config, state, bridge, created_at)"
+                    " VALUES (?, ?, 'created', NULL, ?)",
+                    (name, json.dumps(config.to_json()), config.creation_date),
+                )
+            try:
+                self._realise(config)
+            except BaseException:
+                with self.db.write() as conn:
+                    conn.execute("DELETE FROM networks WHERE name = ?", (name,))
+                self._teardown_quietly(config)
+                raise
+        log.info(f"container-apiserver: created network {name} ({subnet}, {mode.value})")
+        self.on_change()
+        return self.get(name)
+
+    def _teardown_quietly(self, config: NetworkConfiguration) -> None:
+        try:
+            self.helper_for(config.plugin).request("DELETE", f"/networks/{config.name}")
+        except Exception as exc:  # the helper's reconciliation removes it at its next start
+            log.warning(f"container-apiserver: cleanup of network {config.name} failed: {exc}")
+
+    def _exists(self, name: str) -> bool:
+        with self.db.read() as conn:
+            return (
+                conn.execute("SELECT 1 FROM networks WHERE name = ?", (name,)).fetchone()
+                is not None
+            )
+
+    def _taken(self) -> list[tuple[AnyNetwork, str]]:
+        """Every subnet in use: other networks' and the host's routes (not our bridges)."""
+        networks = self.list()
+        taken: list[tuple[AnyNetwork, str]] = []
+        for n in networks:
+            c = n.configuration
+            taken.append((c.ipv4_subnet, f"network {c.name} ({c.ipv4_subnet})"))
+            if c.ipv6_subnet is not None:
+                taken.append((c.ipv6_subnet, f"network {c.name} ({c.ipv6_subnet})"))
+        ours = {n.status.bridge for n in networks if n.status.bridge}
+        for route in host_routes(ours):
+            taken.append((route.network, f"host route {route}"))
+        return taken
+
+    def _check_overlap(self, subnet: AnyNetwork) -> None:
+        for other, what in self._taken():
+            if other.version == subnet.version and subnet.overlaps(other):  # type: ignore[arg-type]
+                raise Conflict(f"subnet {subnet} overlaps {what}")
+
+    def _free_subnet(self) -> ipaddress.IPv4Network:
+        taken = [n for n, _ in self._taken() if isinstance(n, ipaddress.IPv4Network)]
+        pool = self.config.pool
+        for candidate in pool.subnets(new_prefix=self.config.pool_prefix):
+            if not any(candidate.overlaps(t) for t in taken):
+                return candidate
+        raise Exhausted(f"no free /{self.config.pool_prefix} left in the pool {pool}; use --subnet")
+
+    # -- deleting ---------------------------------------------------------------------------
+
+    def delete(self, name: str) -> None:
+        network = self.get(name)
+        if network.configuration.builtin:
+            raise InvalidArgument(f"network {name} is built in and cannot be deleted")
+        with self.db.write() as conn:
+            users = self._users(conn, name)
+            if users:
+                raise Conflict(f"network {name} is in use by {', '.join(users)}")
+            try:
+                conn.execute("DELETE FROM networks WHERE name = ?", (name,))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"network {name} is in use") from None
+        self._teardown_quietly(network.configuration)
+        log.info(f"container-apiserver: deleted network {name}")
+        self.on_change()
+
+    def prune(self) -> list[str]:
+        removed = []
+        for network in self.list():
+            if network.configuration.builtin or network.containers:
+                continue
+            try:
+                self.delete(network.id)
+            except (Conflict, NotFound):
+                continue  # became used, or removed, since we listed it
+            removed.append(network.id)
+        return removed
+
+    # -- bare attachments -------------------------------------------------------------------
+
+    def attach(self, name: str, body: dict[str, Any]) -> Attachment:
+        network = self.get(name)
+        owner = validate_container_name(str(body.get("name") or ""))
+        request = {
+            "owner": owner,
+            "hostname": owner,
+            "mac": body.get("mac"),
+            "mtu": body.get("mtu"),
+            "netns": body.get("netns"),
+            "strategy": body.get("strategy"),
+            "interface": body.get("interface") or "eth0",
+            "primary": body.get("primary", True),
+        }
+        helper = self.helper_for(network.configuration.plugin)
+        reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
+        self.on_change()
+        return Attachment.from_json(reply)
+
+    def detach(self, name: str, owner: str) -> Attachment:
+        network = self.get(name)
+        helper = self.helper_for(network.configuration.plugin)
+        reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
+        self.on_change()
+        return Attachment.from_json(reply)
+
+    def attachments(self, name: str) -> list[Attachment]:
+        network = self.get(name)
+        helper = self.helper_for(network.configuration.plugin)
+        return [
+            Attachment.from_json(a) for a in helper.request("GET", f"/networks/{name}/attachments")
+        ]
+
+    def reload(self) -> None:
+        plugins = {n.configuration.plugin for n in self.list()}
+        for plugin in sorted(plugins):
+            self.helper_for(plugin).request("POST", "/reload", {}, idempotent=True)
+
+
+def _str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    if not isinstance(value, list):
+        raise InvalidArgument("expected a list of KEY=VALUE strings")
+    return [str(v) for v in value]

@@ -1,0 +1,212 @@
+"""`container-apiserver`: the REST API (openapi.json), state, and helper supervision.
+
+One instance per CONTAINER_RUN_DIR (an flock guards it).  It owns the networks and
+containers tables and supervises the network helper of every plugin in use.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import signal
+import sys
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import Config, load_config
+from ..daemon import InstanceLock, read_pidfile, setup_logging, write_pidfile
+from ..errors import ConfigError, ContainerError, InvalidArgument
+from ..http import Request, Router, UnixHTTPServer
+from ..network.plugins import find_plugin
+from ..paths import Paths
+from ..state import Database
+from .helpers import HelperClient
+from .networks import NetworkService
+from .supervisor import SupervisedProcess, Supervisor
+
+
+
+class ApiServer:
+    def __init__(self, paths: Paths, config: Config) -> None:
+        self.paths = paths
+        self.config = config
+        self.db = Database(paths.database)
+        self.supervisor = Supervisor()
+        self.helpers: dict[str, HelperClient] = {}
+        self.helpers_lock = threading.Lock()
+        self.networks = NetworkService(self.db, config, self.helper_for)
+
+    def helper_for(self, plugin: str) -> HelperClient:
+        with self.helpers_lock:
+            client = self.helpers.get(plugin)
+            if client is not None:
+                return client
+            manifest = find_plugin(plugin, self.config.plugin_path)
+            socket = self.paths.helper_socket(plugin)
+            self.supervisor.start(
+                SupervisedProcess(
+                    name=f"network-{plugin}",
+                    argv=[manifest.executable],
+                    socket=socket,
+                    pidfile=self.paths.helper_pidfile(plugin),
+                    logfile=self.paths.helper_log(plugin),
+                    marker=f"container-network-{plugin}",
+                )
+            )
+            client = HelperClient(plugin, socket)
+            self.helpers[plugin] = client
+            return client
+
+    def start(self) -> None:
+        self.networks.ensure_default()
+        self.networks.realise_pending()
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "apiserver": {
+                "pid": os.getpid(),
+                "socket": str(self.paths.api_socket),
+                "version": __version__,
+                "root": str(self.paths.root),
+                "runDir": str(self.paths.run_dir),
+                "config": self.config.source,
+            },
+            "helpers": self.supervisor.status(),
+        }
+
+
+def openapi_document() -> dict[str, Any]:
+    text = resources.files("container_runtime").joinpath("openapi.json").read_text()
+    return dict(json.loads(text))
+
+
+def build_router(api: ApiServer) -> Router:
+    router = Router()
+    nets = api.networks
+
+    @router.route("GET", "/v1/ping")
+    def ping(_: Request) -> tuple[int, Any]:
+        return 200, {"status": "ok", "pid": os.getpid()}
+
+    @router.route("GET", "/v1/openapi.json")
+    def openapi(_: Request) -> tuple[int, Any]:
+        return 200, openapi_document()
+
+    @router.route("GET", "/v1/system/status")
+    def status(_: Request) -> tuple[int, Any]:
+        return 200, api.status()
+
+    @router.route("GET", "/v1/networks")
+    def list_networks(_: Request) -> tuple[int, Any]:
+        return 200, [n.to_json() for n in nets.list()]
+
+    @router.route("POST", "/v1/networks")
+    def create_network(req: Request) -> tuple[int, Any]:
+        return 201, nets.create(_body(req)).to_json()
+
+    @router.route("POST", "/v1/networks/prune")
+    def prune(_: Request) -> tuple[int, Any]:
+        return 200, {"deleted": nets.prune()}
+
+    @router.route("POST", "/v1/networks/reload")
+    def reload(_: Request) -> tuple[int, Any]:
+        nets.reload()
+        return 200, {}
+
+    @router.route("GET", "/v1/networks/{name}")
+    def inspect_network(req: Request) -> tuple[int, Any]:
+        return 200, nets.get(req.params["name"]).to_json()
+
+    @router.route("DELETE", "/v1/networks/{name}")
+    def delete_network(req: Request) -> tuple[int, Any]:
+        nets.delete(req.params["name"])
+        return 200, {"deleted": req.params["name"]}
+
+    @router.route("GET", "/v1/networks/{name}/attachments")
+    def list_attachments(req: Request) -> tuple[int, Any]:
+        return 200, [a.to_json() for a in nets.attachments(req.params["name"])]
+
+    @router.route("POST", "/v1/networks/{name}/attachments")
+    def attach(req: Request) -> tuple[int, Any]:
+        return 201, nets.attach(req.params["name"], _body(req)).to_json()
+
+    @router.route("DELETE", "/v1/networks/{name}/attachments/{owner}")
+    def detach(req: Request) -> tuple[int, Any]:
+        return 200, nets.detach(req.params["name"], req.params["owner"]).to_json()
+
+    return router
+
+
+def _body(req: Request) -> dict[str, Any]:
+    if not isinstance(req.body, dict):
+        raise InvalidArgument("expected a JSON object")
+    return req.body
+
+
+def _container_gid() -> int | None:
+    try:
+        return grp.getgrnam("container").gr_gid
+    except KeyError:
+        return None
+
+
+def main() -> None:
+    logger = setup_logging("container-apiserver")
+    paths = Paths.from_env()
+    paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = InstanceLock(paths.api_lockfile)
+    if not lock.try_acquire():
+        pid = read_pidfile(paths.api_pidfile)
+        print(f"Error: container-apiserver is already running (pid {pid})", file=sys.stderr)
+        sys.exit(3)
+    try:
+        config = load_config(paths.config_file)
+    except ConfigError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    api = ApiServer(paths, config)
+    try:
+        api.start()
+    except ContainerError as exc:
+        logger.error(f"Error: {exc.message}")
+        api.stop()
+        sys.exit(1)
+    server = UnixHTTPServer(
+        paths.api_socket,
+        build_router(api),
+        mode=0o660,
+        allowed_gid=_container_gid(),
+        on_error=lambda exc: logger.exception("internal error", exc_info=exc),
+    )
+    write_pidfile(paths.api_pidfile)
+    stopping = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info(f"container-apiserver: serving on {paths.api_socket} (pid {os.getpid()})")
+    try:
+        server.serve_forever()
+    finally:
+        logger.info("container-apiserver: stopping")
+        server.server_close()
+        api.stop()
+        Path(paths.api_socket).unlink(missing_ok=True)
+        paths.api_pidfile.unlink(missing_ok=True)
+        logger.info("container-apiserver: stopped")
+
+
+if __name__ == "__main__":
+    main()

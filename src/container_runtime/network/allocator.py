@@ -1,0 +1,249 @@
+"""IP, MAC and gateway allocation for attachments, persisted in the state database.
+
+Policy (documented in docs/NETWORKING.md): addresses are handed out round-robin
+from a per-network cursor kept in the database, so a just-released address is the
+last to be reused (stale ARP and DNS caches elsewhere age out first).  The first
+attachment on a fresh network gets the first host after the gateway (.2).
+Uniqueness of address and MAC per network is enforced by UNIQUE constraints;
+every allocation is committed before it is returned.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sqlite3
+from datetime import UTC, datetime
+
+from ..errors import Conflict, Exhausted, NotFound
+from ..models import Attachment, AttachmentRequest, NetworkConfiguration, hostname_for
+from ..state import Database
+
+log = logging.getLogger("container-network")
+
+
+def generate_mac() -> str:
+    """A random locally administered, unicast MAC."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def _row_to_attachment(row: sqlite3.Row) -> Attachment:
+    address = ipaddress.IPv4Interface(
+        (ipaddress.IPv4Address(row["address"]), row["prefixlen"])
+    )
+    return Attachment(
+        network=row["network"],
+        owner=row["owner"],
+        hostname=row["hostname"],
+        address=address,
+        gateway=ipaddress.IPv4Address(row["gateway"]),
+        mac_address=row["mac"],
+        mtu=row["mtu"],
+        interface=row["interface"],
+        ipv6_address=ipaddress.IPv6Interface(row["ipv6"]) if row["ipv6"] else None,
+        netns=row["netns"],
+        strategy=row["strategy"],
+    )
+
+
+def describe(action: str, attachment: Attachment, plugin: str) -> str:
+    """The seed's log format for an allocation or release."""
+    return (
+        f"container-network-{plugin}: {action} attachment [hostname={attachment.hostname}] "
+        f"[address={attachment.address}] [gateway={attachment.gateway}] "
+        f"[mac={attachment.mac_address}] [id={attachment.network}]"
+    )
+
+
+class Allocator:
+    def __init__(
+        self, db: Database, domain: str | None, default_mtu: int, plugin: str = "bridge"
+    ) -> None:
+        self.db = db
+        self.domain = domain
+        self.default_mtu = default_mtu
+        self.plugin = plugin
+
+    def allocate(
+        self, request: AttachmentRequest, config: NetworkConfiguration
+    ) -> tuple[Attachment, bool]:
+        """Return (attachment, created). Idempotent per (network, owner)."""
+        subnet = config.ipv4_subnet
+        name = config.name
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT * FROM attachments WHERE network = ? AND owner = ?", (name, request.owner)
+            ).fetchone()
+            if row is not None:
+                existing = _row_to_attachment(row)
+                if request.mac is not None and request.mac != existing.mac_address:
+                    raise Conflict(
+                        f"{request.owner} is already attached to network {name} "
+                        f"with MAC {existing.mac_address}"
+                    )
+                return existing, False
+            if request.mac is not None:
+                holder = conn.execute(
+                    "SELECT owner FROM attachments WHERE network = ? AND mac = ?",
+                    (name, request.mac),
+                ).fetchone()
+                if holder is not None:
+                    raise Conflict(
+                        f"MAC address {request.mac} is already used on network {name} "
+                        f"by {holder['owner']}"
+                    )
+            offset = self._next_offset(conn, config)
+            address = subnet.network_address + offset
+            mac = request.mac or self._unique_mac(conn, name)
+            ipv6: ipaddress.IPv6Interface | None = None
+            if config.ipv6_subnet is not None:
+                v6 = config.ipv6_subnet
+                if offset >= v6.num_addresses - 1:
+                    raise Exhausted(f"network {name} has no free IPv6 addresses in {v6}")
+                ipv6 = ipaddress.IPv6Interface((v6.network_address + offset, v6.prefixlen))
+            attachment = Attachment(
+                network=name,
+                owner=request.owner,
+                hostname=hostname_for(request.hostname, self.domain),
+                address=ipaddress.IPv4Interface((address, subnet.prefixlen)),
+                gateway=config.ipv4_gateway,
+                mac_address=mac,
+                mtu=request.mtu or self.default_mtu,
+                interface=request.interface,
+                ipv6_address=ipv6,
+                netns=request.netns,
+                strategy=request.strategy,
+            )
+            conn.execute(
+                "INSERT INTO attachments(network, owner, hostname, address, prefixlen, gateway,"
+                " mac, mtu, interface, ipv6, netns, strategy, host_ifname, state, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
+                (
+                    name,
+                    attachment.owner,
+                    attachment.hostname,
+                    int(address),
+                    subnet.prefixlen,
+                    str(attachment.gateway),
+                    mac,
+                    attachment.mtu,
+                    attachment.interface,
+                    str(ipv6) if ipv6 else None,
+                    attachment.netns,
+                    attachment.strategy,
+                    "allocated" if attachment.strategy else "ready",
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+            conn.execute(
+                "INSERT INTO alloc_cursor(network, next_offset) VALUES (?, ?)"
+                " ON CONFLICT(network) DO UPDATE SET next_offset = excluded.next_offset",
+                (name, offset + 1),
+            )
+        log.info(describe("allocated", attachment, self.plugin))
+        return attachment, True
+
+    def _next_offset(self, conn: sqlite3.Connection, config: NetworkConfiguration) -> int:
+        subnet = config.ipv4_subnet
+        name = config.name
+        base = int(subnet.network_address)
+        gateway_offset = int(config.ipv4_gateway) - base
+        last = subnet.num_addresses - 2  # the broadcast address is num_addresses - 1
+        capacity = last - (1 if 1 <= gateway_offset <= last else 0)
+        in_use = conn.execute(
+            "SELECT COUNT(*) FROM attachments WHERE network = ?", (name,)
+        ).fetchone()[0]
+        if in_use >= capacity:
+            raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
+        row = conn.execute(
+            "SELECT next_offset FROM alloc_cursor WHERE network = ?", (name,)
+        ).fetchone()
+        start = row[0] if row is not None and 1 <= row[0] <= last else 1
+        offset = start
+        for _ in range(last):
+            if offset != gateway_offset:
+                taken = conn.execute(
+                    "SELECT 1 FROM attachments WHERE network = ? AND address = ?",
+                    (name, base + offset),
+                ).fetchone()
+                if taken is None:
+                    return offset
+            offset = offset + 1 if offset < last else 1
+        raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
+
+    @staticmethod
+    def _unique_mac(conn: sqlite3.Connection, network: str) -> str:
+        while True:
+            mac = generate_mac()
+            if (
+                conn.execute(
+                    "SELECT 1 FROM attachments WHERE network = ? AND mac = ?", (network, mac)
+                ).fetchone()
+                is None
+            ):
+                return mac
+
+    def release(self, network: str, owner: str) -> Attachment:
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT * FROM attachments WHERE network = ? AND owner = ?", (network, owner)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{owner} is not attached to network {network}")
+            conn.execute(
+                "DELETE FROM attachments WHERE network = ? AND owner = ?", (network, owner)
+            )
+        attachment = _row_to_attachment(row)
+        log.info(describe("released", attachment, self.plugin))
+        return attachment
+
+    def mark_ready(self, network: str, owner: str, host_ifname: str | None) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE attachments SET state = 'ready', host_ifname = ?"
+                " WHERE network = ? AND owner = ?",
+                (host_ifname, network, owner),
+            )
+
+    def host_ifname(self, network: str, owner: str) -> str | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT host_ifname FROM attachments WHERE network = ? AND owner = ?",
+                (network, owner),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def get(self, network: str, owner: str) -> Attachment | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT * FROM attachments WHERE network = ? AND owner = ?", (network, owner)
+            ).fetchone()
+        return None if row is None else _row_to_attachment(row)
+
+    def list(self, network: str | None = None, owner: str | None = None) -> list[Attachment]:
+        sql = "SELECT * FROM attachments"
+        clauses: list[str] = []
+        args: list[str] = []
+        if network is not None:
+            clauses.append("network = ?")
+            args.append(network)
+        if owner is not None:
+            clauses.append("owner = ?")
+            args.append(owner)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY network, address"
+        with self.db.read() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [_row_to_attachment(r) for r in rows]
+
+    def rows(self) -> list[sqlite3.Row]:
+        with self.db.read() as conn:
+            return conn.execute("SELECT * FROM attachments").fetchall()
+
+    def forget_network(self, network: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM alloc_cursor WHERE network = ?", (network,))

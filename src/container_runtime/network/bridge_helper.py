@@ -1,0 +1,245 @@
+"""`container-network-bridge`: the privileged helper of the bridge plugin.
+
+Owns allocation (IP, MAC, gateway) for its networks and their data plane: the
+only process that changes links, addresses, routes, namespaces and nft rules.
+It keeps nothing in memory that it cannot rebuild: at start it reconciles the
+kernel with the state database.  Protocol: docs/PLUGINS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from ..config import load_config
+from ..daemon import InstanceLock, host_default_mtu, setup_logging, write_pidfile
+from ..errors import ConfigError, Conflict, ContainerError, InvalidArgument, NotFound
+from ..http import Request, Router, UnixHTTPServer
+from ..models import Attachment, AttachmentRequest, NetworkConfiguration
+from ..paths import Paths
+from ..state import Database
+from .allocator import Allocator
+
+PLUGIN = "bridge"
+VERSION = "0.1.0"
+log = logging.getLogger("container-network-bridge")
+
+
+class BridgeHelper:
+    def __init__(self, paths: Paths, db: Database, domain: str | None, mtu: int) -> None:
+        from ..dataplane import LinuxDataPlane, PortForward  # kernel libraries: helper only
+
+        self.paths = paths
+        self.db = db
+        self.allocator = Allocator(db, domain, mtu, PLUGIN)
+        self.dataplane = LinuxDataPlane(paths.netns_dir)
+        self.port_forward_type = PortForward
+        # Kernel changes of one kind are serialised; allocation itself is serialised by the
+        # database's write lock, so attaches to different networks overlap only in netlink.
+        self.firewall_lock = threading.Lock()
+        self.port_forwards: dict[str, list[Any]] = {}
+
+    # -- networks -------------------------------------------------------------------------
+
+    def network_config(self, name: str) -> NetworkConfiguration:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT config FROM networks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"network {name} not found")
+        config = NetworkConfiguration.from_json(json.loads(row["config"]))
+        if config.plugin != PLUGIN:
+            raise InvalidArgument(f"network {name} belongs to plugin {config.plugin}")
+        return config
+
+    def all_networks(self) -> list[NetworkConfiguration]:
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT config FROM networks ORDER BY name").fetchall()
+        configs = [NetworkConfiguration.from_json(json.loads(r["config"])) for r in rows]
+        return [c for c in configs if c.plugin == PLUGIN]
+
+    def sync_firewall(self) -> None:
+        networks = [(c, self.dataplane.bridge_name(c.name)) for c in self.all_networks()]
+        forwards = [f for fs in self.port_forwards.values() for f in fs]
+        with self.firewall_lock:
+            self.dataplane.sync_firewall(networks, forwards)
+
+    def create_network(self, config: NetworkConfiguration) -> str:
+        if self.dataplane.ensure_forwarding():
+            log.info("container-network-bridge: enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+        bridge = self.dataplane.setup_network(config)
+        try:
+            self.sync_firewall()
+        except Exception:
+            self.dataplane.teardown_network(bridge)
+            raise
+        log.info(f"container-network-bridge: network {config.name} ready on bridge {bridge}")
+        return bridge
+
+    def delete_network(self, name: str) -> None:
+        owners = [a.owner for a in self.allocator.list(network=name)]
+        if owners:
+            raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
+        bridge = self.dataplane.bridge_name(name)
+        self.dataplane.teardown_network(bridge)
+        self.allocator.forget_network(name)
+        self.sync_firewall()
+        log.info(f"container-network-bridge: network {name} removed")
+
+    # -- attachments ----------------------------------------------------------------------
+
+    def attach(self, request: AttachmentRequest) -> Attachment:
+        config = self.network_config(request.network)
+        attachment, created = self.allocator.allocate(request, config)
+        if not request.strategy:
+            return attachment
+        if not created and self.allocator.host_ifname(config.name, request.owner):
+            return attachment  # an idempotent retry of a request that completed
+        try:
+            host_ifname = self.dataplane.attach(
+                attachment,
+                self.dataplane.bridge_name(config.name),
+                request.netns,
+                request.strategy,
+                request.primary,
+                config.variant == "isolated",
+            )
+        except BaseException:
+            self.allocator.release(config.name, request.owner)
+            raise
+        self.allocator.mark_ready(config.name, request.owner, host_ifname)
+        return attachment
+
+    def detach(self, network: str, owner: str) -> Attachment:
+        host_ifname = self.allocator.host_ifname(network, owner)
+        attachment = self.allocator.release(network, owner)  # committed before the kernel work
+        if host_ifname:
+            self.dataplane.detach(host_ifname)
+        return attachment
+
+    # -- reconciliation -------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Make the kernel match the database after a start or a crash."""
+        networks = self.all_networks()
+        if networks and self.dataplane.ensure_forwarding():
+            log.info("container-network-bridge: enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+        for config in networks:
+            try:
+                self.dataplane.setup_network(config)
+            except ContainerError as exc:
+                log.error(f"container-network-bridge: cannot realise network {config.name}: {exc}")
+        keep: set[str] = {self.dataplane.bridge_name(c.name) for c in networks}
+        for row in self.allocator.rows():
+            stale = row["state"] != "ready"  # its request died with the previous helper
+            if row["strategy"] == "veth" and row["netns"]:
+                stale = stale or not self.dataplane.netns_exists(row["netns"])
+            if stale:
+                self.allocator.release(row["network"], row["owner"])
+            elif row["host_ifname"]:
+                keep.add(row["host_ifname"])
+        for ifname in self.dataplane.owned_links():
+            if ifname not in keep:
+                log.info(f"container-network-bridge: removing orphan link {ifname}")
+                self.dataplane.detach(ifname)
+        self.sync_firewall()
+
+
+def build_router(helper: BridgeHelper) -> Router:
+    router = Router()
+
+    @router.route("GET", "/status")
+    def status(_: Request) -> tuple[int, Any]:
+        return 200, {
+            "plugin": PLUGIN,
+            "version": VERSION,
+            "pid": os.getpid(),
+            "strategies": ["veth", "tap"],
+            "networks": [c.name for c in helper.all_networks()],
+        }
+
+    @router.route("POST", "/networks")
+    def create_network(req: Request) -> tuple[int, Any]:
+        config = NetworkConfiguration.from_json(_body(req))
+        return 200, {"bridge": helper.create_network(config)}
+
+    @router.route("DELETE", "/networks/{name}")
+    def delete_network(req: Request) -> tuple[int, Any]:
+        helper.delete_network(req.params["name"])
+        return 200, {}
+
+    @router.route("POST", "/networks/{name}/attachments")
+    def attach(req: Request) -> tuple[int, Any]:
+        body = dict(_body(req))
+        body["network"] = req.params["name"]
+        attachment = helper.attach(AttachmentRequest.from_json(body))
+        return 200, attachment.to_json()
+
+    @router.route("GET", "/networks/{name}/attachments")
+    def list_attachments(req: Request) -> tuple[int, Any]:
+        return 200, [a.to_json() for a in helper.allocator.list(network=req.params["name"])]
+
+    @router.route("GET", "/networks/{name}/attachments/{owner}")
+    def lookup(req: Request) -> tuple[int, Any]:
+        found = helper.allocator.get(req.params["name"], req.params["owner"])
+        if found is None:
+            raise NotFound(f"{req.params['owner']} is not attached to {req.params['name']}")
+        return 200, found.to_json()
+
+    @router.route("DELETE", "/networks/{name}/attachments/{owner}")
+    def detach(req: Request) -> tuple[int, Any]:
+        return 200, helper.detach(req.params["name"], req.params["owner"]).to_json()
+
+    @router.route("POST", "/reload")
+    def reload(_: Request) -> tuple[int, Any]:
+        helper.reconcile()
+        return 200, {}
+
+    return router
+
+
+def _body(req: Request) -> dict[str, Any]:
+    if not isinstance(req.body, dict):
+        raise InvalidArgument("expected a JSON object")
+    return req.body
+
+
+def main() -> None:
+    log_ = setup_logging("container-network-bridge")
+    paths = Paths.from_env()
+    lock = InstanceLock(paths.run_dir / f"network-{PLUGIN}.lock")
+    if not lock.acquire(timeout=10):
+        print("Error: container-network-bridge is already running", file=sys.stderr)
+        sys.exit(1)
+    try:
+        config = load_config(paths.config_file)
+    except ConfigError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    db = Database(paths.database)
+    helper = BridgeHelper(paths, db, config.dns_domain, config.mtu or host_default_mtu())
+    helper.reconcile()
+    server = UnixHTTPServer(
+        paths.helper_socket(PLUGIN),
+        build_router(helper),
+        mode=0o600,
+        on_error=lambda exc: log_.exception("internal error", exc_info=exc),
+    )
+    write_pidfile(paths.helper_pidfile(PLUGIN))
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    log_.info(f"container-network-bridge: serving on {paths.helper_socket(PLUGIN)}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        paths.helper_socket(PLUGIN).unlink(missing_ok=True)
+        paths.helper_pidfile(PLUGIN).unlink(missing_ok=True)
+        log_.info("container-network-bridge: stopped")
+
+
+if __name__ == "__main__":
+    main()
