@@ -150,9 +150,13 @@ class Allocator:
         subnet = config.ipv4_subnet
         name = config.name
         base = int(subnet.network_address)
-        gateway_offset = int(config.ipv4_gateway) - base
         last = subnet.num_addresses - 2  # the broadcast address is num_addresses - 1
-        capacity = last - (1 if 1 <= gateway_offset <= last else 0)
+        # Offsets never handed out: the IPv4 gateway, and the IPv6 gateway (::1) whose host
+        # part IPv6 addresses share with IPv4 ones.
+        reserved = {int(config.ipv4_gateway) - base}
+        if config.ipv6_subnet is not None:
+            reserved.add(1)
+        capacity = last - len(reserved & set(range(1, last + 1)))
         in_use = conn.execute(
             "SELECT COUNT(*) FROM attachments WHERE network = ?", (name,)
         ).fetchone()[0]
@@ -164,7 +168,7 @@ class Allocator:
         start = row[0] if row is not None and 1 <= row[0] <= last else 1
         offset = start
         for _ in range(last):
-            if offset != gateway_offset:
+            if offset not in reserved:
                 taken = conn.execute(
                     "SELECT 1 FROM attachments WHERE network = ? AND address = ?",
                     (name, base + offset),

@@ -1,0 +1,90 @@
+"""`container system start|stop|status` and helper supervision, with the real daemons."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from support.instance import VENV_BIN, Instance
+
+
+def test_start_is_idempotent_and_status_shows_daemons(instance: Instance) -> None:
+    inst = instance
+    api_pid = inst.pid("apiserver")
+    again = inst.cli("system", "start")
+    assert f"already running (apiserver pid {api_pid})" in again.stdout
+    status = inst.cli("system", "status", "--format", "json").json()
+    assert status["apiserver"]["pid"] == api_pid
+    assert status["apiserver"]["socket"] == str(inst.run_dir / "apiserver.sock")
+    [helper] = status["helpers"]
+    assert helper["name"] == "network-bridge" and helper["pid"] == inst.pid("network-bridge")
+    assert helper["socket"] == str(inst.run_dir / "network-bridge.sock")
+    table = inst.cli("system", "status").stdout
+    assert "container-apiserver" in table and "container-network-bridge" in table
+    assert str(api_pid) in table
+
+
+def test_stop_leaves_nothing_running(instance: Instance) -> None:
+    inst = instance
+    assert len(inst.our_processes()) >= 2
+    inst.cli("system", "stop")
+    assert inst.our_processes() == []
+    assert not (inst.run_dir / "apiserver.sock").exists()
+    status = inst.cli("system", "status", check=False)
+    assert status.returncode != 0 and "not running" in status.stdout
+    # Networks stay defined across stop/start.
+    inst.start()
+    assert inst.cli("network", "ls", "-q").stdout.split() == ["default"]
+
+
+def test_helper_is_restarted_and_rebuilds_from_state(instance: Instance) -> None:
+    inst = instance
+    inst.cli("network", "create", "foo", "--subnet", "10.60.0.0/24")
+    first = inst.cli("network", "attach", "foo", "--name", "a").json()
+    old = inst.pid("network-bridge")
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    new = inst.wait_pid_change("network-bridge", old)
+    assert new != old
+    second = inst.cli("network", "attach", "foo", "--name", "b").json()
+    assert second["address"] == "10.60.0.3/24" and first["address"] == "10.60.0.2/24"
+    # The retried allocation of an existing owner is the same attachment.
+    assert inst.cli("network", "attach", "foo", "--name", "a").json() == first
+
+
+def test_racing_starts_give_one_apiserver(stopped_instance: Instance) -> None:
+    inst = stopped_instance
+    argv = inst.in_ns([str(VENV_BIN / "container"), "system", "start"])
+    procs = [
+        subprocess.Popen(argv, env=inst.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    time.sleep(0.3)
+    cmdlines = []
+    for pid in inst.our_processes():
+        try:
+            cmdlines.append(open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace"))
+        except OSError:
+            continue
+    assert sum("container-apiserver" in c for c in cmdlines) == 1, cmdlines
+    assert sum("container-network-bridge" in c for c in cmdlines) == 1, cmdlines
+    started = [out for out, _ in results if b"container system started" in out]
+    assert len(started) == 1
+
+
+def test_apiserver_killed_then_started_keeps_state(instance: Instance) -> None:
+    inst = instance
+    inst.cli("network", "create", "foo", "--subnet", "10.61.0.0/24")
+    att = inst.cli("network", "attach", "foo", "--name", "a").json()
+    api = inst.pid("apiserver")
+    assert api is not None
+    os.kill(api, signal.SIGKILL)
+    time.sleep(0.2)
+    inst.start()
+    assert inst.pid("apiserver") != api
+    assert inst.cli("network", "attach", "foo", "--name", "a").json() == att
+    assert [n for n in inst.cli("network", "ls", "-q").stdout.split()] == ["default", "foo"]

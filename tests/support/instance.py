@@ -1,0 +1,175 @@
+"""A throwaway container system for one test: own network namespace, state root,
+run dir and HOME, so tests never touch the machine's interfaces or firewall.
+
+Daemons run inside the namespace via `nsenter --net` (not `ip netns exec`, which
+would give them a private mount namespace and hide the namespaces they mount).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run(argv: list[str], check: bool = True, timeout: float = 60, **kw: Any) -> Result:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{argv} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
+    return result
+
+
+class NetnsPool:
+    """Named network namespaces made by a test; all deleted at the end."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def create(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        run(["ip", "netns", "add", name])
+        self.names.append(name)
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        return name
+
+    def exec(self, name: str, argv: list[str], check: bool = True, timeout: float = 30) -> Result:
+        return run(["ip", "netns", "exec", name, *argv], check=check, timeout=timeout)
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            subprocess.run(["ip", "netns", "pids", name], capture_output=True)
+            pids = subprocess.run(
+                ["ip", "netns", "pids", name], capture_output=True, text=True
+            ).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.names.clear()
+
+
+class Instance:
+    def __init__(self, base: Path, pool: NetnsPool) -> None:
+        self.base = base
+        self.pool = pool
+        self.netns = pool.create("ctr")
+        self.root = base / "root"
+        self.run_dir = base / "run"
+        self.home = base / "home"
+        for d in (self.root, self.run_dir, self.home):
+            d.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+            "HOME": str(self.home),
+            "CONTAINER_ROOT": str(self.root),
+            "CONTAINER_RUN_DIR": str(self.run_dir),
+            "LANG": "C.UTF-8",
+        }
+        for key in ("CONTAINER_DNS_HOST_PORT", "PYTHONPATH"):
+            if key in os.environ:
+                self.env[key] = os.environ[key]
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / ".config" / "container" / "config.toml"
+
+    def write_config(self, text: str) -> None:
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(text)
+
+    def in_ns(self, argv: list[str]) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.netns}", *argv]
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120, user: str | None = None) -> Result:
+        argv = [str(VENV_BIN / "container"), *args]
+        if user is not None:
+            argv = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *argv]
+        return run(self.in_ns(argv), check=check, timeout=timeout, env=self.env)
+
+    def sh(self, *argv: str, check: bool = True, timeout: float = 30) -> Result:
+        """Run a command in the daemons' network namespace."""
+        return run(self.in_ns(list(argv)), check=check, timeout=timeout, env=self.env)
+
+    def start(self) -> None:
+        self.cli("system", "start")
+
+    def pid(self, name: str) -> int | None:
+        try:
+            return int((self.run_dir / f"{name}.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def wait_pid_change(self, name: str, old: int | None, timeout: float = 20) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pid(name)
+            if pid and pid != old and Path(f"/proc/{pid}").exists():
+                return pid
+            time.sleep(0.05)
+        raise AssertionError(f"{name} did not restart")
+
+    def our_processes(self) -> list[int]:
+        """Every process started with this instance's run dir in its environment."""
+        marker = f"CONTAINER_RUN_DIR={self.run_dir}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def links(self) -> list[dict[str, Any]]:
+        out = self.sh("ip", "-j", "link").json()
+        return [{"ifname": link["ifname"], "kind": link.get("link_type")} for link in out]
+
+    def nft_tables(self) -> str:
+        return self.sh("nft", "list", "tables").stdout
+
+    def cleanup(self) -> None:
+        subprocess.run(
+            self.in_ns([str(VENV_BIN / "container"), "system", "stop"]),
+            env=self.env,
+            capture_output=True,
+            timeout=120,
+        )
+        for pid in self.our_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # Namespaces and overlay mounts the daemons mounted under our directories.
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(self.base))
+        ]
+        for mount in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
