@@ -55,6 +55,15 @@ CREATE TABLE IF NOT EXISTS alloc_cursor (
     network TEXT PRIMARY KEY,
     next_offset INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS port_forwards (
+    owner TEXT NOT NULL,             -- container id
+    protocol TEXT NOT NULL,
+    host_ip TEXT NOT NULL,           -- '' = every host address
+    host_port INTEGER NOT NULL,
+    container_ip TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (protocol, host_ip, host_port)
+);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

@@ -156,27 +156,33 @@ class Allocator:
         reserved = {int(config.ipv4_gateway) - base}
         if config.ipv6_subnet is not None:
             reserved.add(1)
-        capacity = last - len(reserved & set(range(1, last + 1)))
+        row = conn.execute(
+            "SELECT next_offset FROM alloc_cursor WHERE network = ?", (name,)
+        ).fetchone()
+        start = row[0] if row is not None and 1 <= row[0] <= last else 1
+        if start not in reserved and not self._taken(conn, name, base + start):
+            return start  # the common case: two indexed look-ups, no scan
+        capacity = last - sum(1 for r in reserved if 1 <= r <= last)
         in_use = conn.execute(
             "SELECT COUNT(*) FROM attachments WHERE network = ?", (name,)
         ).fetchone()[0]
         if in_use >= capacity:
             raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
-        row = conn.execute(
-            "SELECT next_offset FROM alloc_cursor WHERE network = ?", (name,)
-        ).fetchone()
-        start = row[0] if row is not None and 1 <= row[0] <= last else 1
         offset = start
         for _ in range(last):
-            if offset not in reserved:
-                taken = conn.execute(
-                    "SELECT 1 FROM attachments WHERE network = ? AND address = ?",
-                    (name, base + offset),
-                ).fetchone()
-                if taken is None:
-                    return offset
+            if offset not in reserved and not self._taken(conn, name, base + offset):
+                return offset
             offset = offset + 1 if offset < last else 1
         raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
+
+    @staticmethod
+    def _taken(conn: sqlite3.Connection, network: str, address: int) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM attachments WHERE network = ? AND address = ?", (network, address)
+            ).fetchone()
+            is not None
+        )
 
     @staticmethod
     def _unique_mac(conn: sqlite3.Connection, network: str) -> str:

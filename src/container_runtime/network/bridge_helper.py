@@ -8,10 +8,13 @@ kernel with the state database.  Protocol: docs/PLUGINS.md.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -42,11 +45,14 @@ class BridgeHelper:
         # Kernel changes of one kind are serialised; allocation itself is serialised by the
         # database's write lock, so attaches to different networks overlap only in netlink.
         self.firewall_lock = threading.Lock()
-        self.port_forwards: dict[str, list[Any]] = {}
+        self.configs: dict[str, NetworkConfiguration] = {}  # immutable once created
 
     # -- networks -------------------------------------------------------------------------
 
     def network_config(self, name: str) -> NetworkConfiguration:
+        cached = self.configs.get(name)
+        if cached is not None:
+            return cached
         with self.db.read() as conn:
             row = conn.execute("SELECT config FROM networks WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -54,6 +60,7 @@ class BridgeHelper:
         config = NetworkConfiguration.from_json(json.loads(row["config"]))
         if config.plugin != PLUGIN:
             raise InvalidArgument(f"network {name} belongs to plugin {config.plugin}")
+        self.configs[name] = config
         return config
 
     def all_networks(self) -> list[NetworkConfiguration]:
@@ -64,11 +71,12 @@ class BridgeHelper:
 
     def sync_firewall(self) -> None:
         networks = [(c, self.dataplane.bridge_name(c.name)) for c in self.all_networks()]
-        forwards = [f for fs in self.port_forwards.values() for f in fs]
+        forwards = self.port_forward_rows()
         with self.firewall_lock:
             self.dataplane.sync_firewall(networks, forwards)
 
     def create_network(self, config: NetworkConfiguration) -> str:
+        self.configs.pop(config.name, None)
         if self.dataplane.ensure_forwarding():
             log.info("container-network-bridge: enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
         bridge = self.dataplane.setup_network(config)
@@ -84,6 +92,7 @@ class BridgeHelper:
         owners = [a.owner for a in self.allocator.list(network=name)]
         if owners:
             raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
+        self.configs.pop(name, None)
         bridge = self.dataplane.bridge_name(name)
         self.dataplane.teardown_network(bridge)
         self.allocator.forget_network(name)
@@ -121,6 +130,82 @@ class BridgeHelper:
             self.dataplane.detach(host_ifname)
         return attachment
 
+    # -- sandboxes (a container's network namespace) --------------------------------------
+
+    @staticmethod
+    def sandbox_name(owner: str) -> str:
+        return f"sb-{owner[:32]}"
+
+    def create_sandbox(self, owner: str) -> str:
+        return self.dataplane.create_netns(self.sandbox_name(owner))
+
+    def delete_sandbox(self, owner: str) -> None:
+        self.dataplane.delete_netns(self.sandbox_name(owner))
+
+    # -- published ports ------------------------------------------------------------------
+
+    def port_forward_rows(self) -> list[Any]:
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT * FROM port_forwards").fetchall()
+        return [
+            self.port_forward_type(
+                protocol=r["protocol"],
+                host_ip=ipaddress.IPv4Address(r["host_ip"]) if r["host_ip"] else None,
+                host_port=r["host_port"],
+                container_ip=ipaddress.IPv4Address(r["container_ip"]),
+                container_port=r["container_port"],
+            )
+            for r in rows
+        ]
+
+    def publish(self, owner: str, forwards: list[dict[str, Any]]) -> None:
+        """Record and apply an owner's published ports; refuse ports taken by anyone."""
+        wanted = [
+            self.port_forward_type(
+                protocol=str(f["protocol"]),
+                host_ip=ipaddress.IPv4Address(f["hostIP"]) if f.get("hostIP") else None,
+                host_port=int(f["hostPort"]),
+                container_ip=ipaddress.IPv4Address(f["containerIP"]),
+                container_port=int(f["containerPort"]),
+            )
+            for f in forwards
+        ]
+        with self.db.write() as conn:
+            for fwd in wanted:
+                ip = str(fwd.host_ip) if fwd.host_ip else ""
+                holder = conn.execute(
+                    "SELECT owner FROM port_forwards WHERE protocol = ? AND host_port = ?"
+                    " AND owner != ? AND (host_ip = ? OR host_ip = '' OR ? = '')",
+                    (fwd.protocol, fwd.host_port, owner, ip, ip),
+                ).fetchone()
+                if holder is not None:
+                    raise Conflict(
+                        f"host port {fwd.host_port}/{fwd.protocol} is already published by "
+                        f"container {holder['owner'][:12]}"
+                    )
+                if port_in_use(fwd.protocol, fwd.host_port, ip):
+                    raise Conflict(
+                        f"host port {fwd.host_port}/{fwd.protocol} is already in use on this host"
+                    )
+            conn.execute("DELETE FROM port_forwards WHERE owner = ?", (owner,))
+            for fwd in wanted:
+                conn.execute(
+                    "INSERT INTO port_forwards VALUES (?, ?, ?, ?, ?, ?)",
+                    (owner, fwd.protocol, str(fwd.host_ip) if fwd.host_ip else "",
+                     fwd.host_port, str(fwd.container_ip), fwd.container_port),
+                )
+        try:
+            self.sync_firewall()
+        except BaseException:
+            self.unpublish(owner)
+            raise
+
+    def unpublish(self, owner: str) -> None:
+        with self.db.write() as conn:
+            removed = conn.execute("DELETE FROM port_forwards WHERE owner = ?", (owner,)).rowcount
+        if removed:
+            self.sync_firewall()
+
     # -- reconciliation -------------------------------------------------------------------
 
     def reconcile(self) -> None:
@@ -142,6 +227,10 @@ class BridgeHelper:
                 self.allocator.release(row["network"], row["owner"])
             elif row["host_ifname"]:
                 keep.add(row["host_ifname"])
+        with self.db.write() as conn:  # ports of containers whose attachments are gone
+            conn.execute(
+                "DELETE FROM port_forwards WHERE owner NOT IN (SELECT owner FROM attachments)"
+            )
         for ifname in self.dataplane.owned_links():
             if ifname not in keep:
                 log.info(f"container-network-bridge: removing orphan link {ifname}")
@@ -194,12 +283,49 @@ def build_router(helper: BridgeHelper) -> Router:
     def detach(req: Request) -> tuple[int, Any]:
         return 200, helper.detach(req.params["name"], req.params["owner"]).to_json()
 
+    @router.route("POST", "/sandboxes/{owner}")
+    def create_sandbox(req: Request) -> tuple[int, Any]:
+        return 200, {"path": helper.create_sandbox(req.params["owner"])}
+
+    @router.route("DELETE", "/sandboxes/{owner}")
+    def delete_sandbox(req: Request) -> tuple[int, Any]:
+        helper.delete_sandbox(req.params["owner"])
+        return 200, {}
+
+    @router.route("PUT", "/portforwards/{owner}")
+    def publish(req: Request) -> tuple[int, Any]:
+        forwards = _body(req).get("forwards") or []
+        if not isinstance(forwards, list):
+            raise InvalidArgument("forwards must be a list")
+        helper.publish(req.params["owner"], forwards)
+        return 200, {}
+
+    @router.route("DELETE", "/portforwards/{owner}")
+    def unpublish(req: Request) -> tuple[int, Any]:
+        helper.unpublish(req.params["owner"])
+        return 200, {}
+
     @router.route("POST", "/reload")
     def reload(_: Request) -> tuple[int, Any]:
         helper.reconcile()
         return 200, {}
 
     return router
+
+
+def port_in_use(protocol: str, port: int, host_ip: str) -> bool:
+    """Whether a socket of this host (namespace) is bound to the port: try to bind it."""
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        if kind == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host_ip or "0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
+            return True
+    return False
 
 
 def _body(req: Request) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Reusable test fixtures (real tools, no mocks)."""
