@@ -65,9 +65,7 @@ def _line_of(text: str, section: str, key: str | None) -> int:
             if key is None and current == section:
                 return number
             continue
-        if key is not None and current == section and re.match(
-            rf"^{re.escape(key)}\s*=", stripped
-        ):
+        if key is not None and current == section and re.match(rf"^{re.escape(key)}\s*=", stripped):
             return number
     return 0
 

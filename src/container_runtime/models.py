@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidArgument
@@ -93,7 +93,9 @@ def parse_mtu(value: str | int) -> int:
 def parse_ipv4_subnet(text: str) -> ipaddress.IPv4Network:
     """Parse a CIDR; a host address such as 192.168.100.1/24 is normalised to its network."""
     if "/" not in text:
-        raise InvalidArgument(f"invalid subnet {text!r}: expected CIDR notation such as 10.1.0.0/24")
+        raise InvalidArgument(
+            f"invalid subnet {text!r}: expected CIDR notation such as 10.1.0.0/24"
+        )
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -123,9 +125,7 @@ def parse_ipv6_subnet(text: str) -> ipaddress.IPv6Network:
     return net
 
 
-def parse_gateway(
-    text: str | None, subnet: ipaddress.IPv4Network
-) -> ipaddress.IPv4Address:
+def parse_gateway(text: str | None, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
     if text is None:
         return subnet.network_address + 1
     try:
@@ -164,7 +164,7 @@ def validate_bridge_options(options: dict[str, str]) -> dict[str, str]:
     return options
 
 
-class NetworkMode(str, Enum):
+class NetworkMode(StrEnum):
     NAT = "nat"
     INTERNAL = "internal"
 

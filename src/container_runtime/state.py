@@ -82,9 +82,7 @@ CREATE TABLE IF NOT EXISTS containers (
 def connect(path: Path) -> sqlite3.Connection:
     """Open the database with the settings every process must use."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-    )
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode is durable against process crashes (kill -9); only power loss

@@ -18,8 +18,9 @@ from container_runtime.network.allocator import Allocator
 from container_runtime.state import Database
 
 
-def make_network(db: Database, name: str, subnet: str, gateway: str | None = None,
-                 v6: str | None = None) -> NetworkConfiguration:
+def make_network(
+    db: Database, name: str, subnet: str, gateway: str | None = None, v6: str | None = None
+) -> NetworkConfiguration:
     net = ipaddress.IPv4Network(subnet)
     config = NetworkConfiguration(
         name=name,
@@ -35,8 +36,9 @@ def make_network(db: Database, name: str, subnet: str, gateway: str | None = Non
     return config
 
 
-def req(owner: str, network: str = "foo", mac: str | None = None, mtu: int | None = None
-        ) -> AttachmentRequest:
+def req(
+    owner: str, network: str = "foo", mac: str | None = None, mtu: int | None = None
+) -> AttachmentRequest:
     return AttachmentRequest(network=network, owner=owner, hostname=owner, mac=mac, mtu=mtu)
 
 
@@ -45,7 +47,9 @@ def db(tmp_path: Path) -> Database:
     return Database(tmp_path / "state.db")
 
 
-def test_first_address_is_dot_two_and_log_format(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+def test_first_address_is_dot_two_and_log_format(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     config = make_network(db, "foo", "192.168.100.0/24")
     allocator = Allocator(db, "test", 1500)
     with caplog.at_level(logging.INFO):
@@ -166,12 +170,18 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=operations)
-def test_no_two_live_attachments_share_address_or_mac(tmp_path_factory: pytest.TempPathFactory,
-                                                      ops: list[tuple[str, int, str, int | None]]) -> None:
+def test_no_two_live_attachments_share_address_or_mac(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, str, int | None]]
+) -> None:
     db = Database(tmp_path_factory.mktemp("prop") / "state.db")
-    configs = {"n1": make_network(db, "n1", "10.1.0.0/28"), "n2": make_network(db, "n2", "10.2.0.0/29")}
+    configs = {
+        "n1": make_network(db, "n1", "10.1.0.0/28"),
+        "n2": make_network(db, "n2", "10.2.0.0/29"),
+    }
     allocator = Allocator(db, "test", 1500)
     live: dict[tuple[str, str], tuple[str, str]] = {}
     for op, owner_id, net, mac_id in ops:
@@ -212,4 +222,5 @@ def test_custom_gateway_frees_dot_one_unless_ipv6_needs_it(db: Database) -> None
     allocator = Allocator(db, "test", 1500)
     assert str(allocator.allocate(req("a", "plain"), plain)[0].address.ip) == "10.3.0.1"
     att = allocator.allocate(req("a", "dual"), dual)[0]
+    assert att.ipv6_address is not None
     assert str(att.address.ip) == "10.4.0.2" and str(att.ipv6_address.ip) == "fd00:4::2"

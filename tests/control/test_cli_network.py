@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from support.instance import Instance
 
 
@@ -67,9 +66,10 @@ def test_seed_flow_and_listing(instance: Instance) -> None:
         ["foo", "nat", "192.168.100.0/24", "192.168.100.1", "bridge", "1"],
     ]
     inst.cli("network", "detach", "foo", "--name", "web")
-    assert "released attachment [hostname=web.test.]" in (
-        inst.run_dir / "network-bridge.log"
-    ).read_text()
+    assert (
+        "released attachment [hostname=web.test.]"
+        in (inst.run_dir / "network-bridge.log").read_text()
+    )
     assert inst.cli("network", "rm", "foo").stdout == "foo\n"
     assert inst.cli("network", "list", "-q").stdout.split() == ["default"]
 
@@ -77,9 +77,20 @@ def test_seed_flow_and_listing(instance: Instance) -> None:
 def test_create_flags_auto_subnet_prune_and_delete_all(instance: Instance) -> None:
     inst = instance
     inst.cli(
-        "network", "create", "zeta", "--subnet", "10.30.0.0/16", "--gateway", "10.30.255.254",
-        "--subnet-v6", "fd00:30::/64", "--internal", "--label", "team=net",
-        "--option", "variant=isolated",
+        "network",
+        "create",
+        "zeta",
+        "--subnet",
+        "10.30.0.0/16",
+        "--gateway",
+        "10.30.255.254",
+        "--subnet-v6",
+        "fd00:30::/64",
+        "--internal",
+        "--label",
+        "team=net",
+        "--option",
+        "variant=isolated",
     )
     zeta = inst.cli("network", "inspect", "zeta").json()[0]["configuration"]
     assert zeta["ipv4Gateway"] == "10.30.255.254" and zeta["ipv6Subnet"] == "fd00:30::/64"
@@ -126,16 +137,20 @@ BAD_INPUTS: list[tuple[list[str], tuple[str, ...]]] = [
         ["network", "create", "n1", "--subnet", "10.77.0.0/16"],
         ("subnet 10.77.0.0/16 overlaps host route 10.77.3.0/24 (dev hostside)",),
     ),
-    (["network", "create", "n1", "--subnet", "10.41.0.0/24", "--gateway", "10.42.0.1"],
-     ("gateway 10.42.0.1 is not a usable host address",)),
+    (
+        ["network", "create", "n1", "--subnet", "10.41.0.0/24", "--gateway", "10.42.0.1"],
+        ("gateway 10.42.0.1 is not a usable host address",),
+    ),
     (["network", "create", "n1", "--subnet-v6", "fd00::/32"], ("/64 and /120",)),
     (["network", "create", "n1", "--plugin", "nosuch"], ("unknown network plugin 'nosuch'",)),
     (["network", "create", "n1", "--option", "colour=red"], ("unknown network option",)),
     (["network", "create", "n1", "--label", "oops"], ("expected KEY=VALUE",)),
     (["network", "attach", "foo", "--name", "b", "--mac", "02:42:zz:11:00:02"], ("invalid MAC",)),
     (["network", "attach", "foo", "--name", "b", "--mac", "01:00:5e:00:00:01"], ("multicast",)),
-    (["network", "attach", "foo", "--name", "b", "--mac", "02:42:ac:11:00:02"],
-     ("MAC address 02:42:ac:11:00:02 is already used on network foo by a",)),
+    (
+        ["network", "attach", "foo", "--name", "b", "--mac", "02:42:ac:11:00:02"],
+        ("MAC address 02:42:ac:11:00:02 is already used on network foo by a",),
+    ),
     (["network", "attach", "foo", "--name", "b", "--mtu", "1279"], ("between 1280 and 65535",)),
     (["network", "attach", "foo", "--name", "b", "--mtu", "65536"], ("between 1280 and 65535",)),
     (["network", "attach", "nosuch", "--name", "b"], ("network nosuch not found",)),
@@ -190,7 +205,9 @@ def test_attach_to_namespace_builds_interface(instance: Instance, netns_pool: An
     one, two = member(), member()
     inst.cli("network", "create", "foo", "--subnet", "10.50.0.0/24")
     a = inst.cli("network", "attach", "foo", "--name", "one", "--netns", f"/run/netns/{one}").json()
-    b = inst.cli("network", "attach", "foo", "--name", "two", "--netns", two, "--mtu", "1400").json()
+    b = inst.cli(
+        "network", "attach", "foo", "--name", "two", "--netns", two, "--mtu", "1400"
+    ).json()
     assert a["address"] == "10.50.0.2/24" and b["address"] == "10.50.0.3/24"
     shown = netns_pool.exec(two, ["ip", "-j", "addr", "show", "eth0"]).json()[0]
     assert shown["mtu"] == 1400 and shown["address"] == b["macAddress"]

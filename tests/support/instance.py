@@ -103,7 +103,9 @@ class Instance:
     def in_ns(self, argv: list[str]) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.netns}", *argv]
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120, user: str | None = None) -> Result:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120, user: str | None = None
+    ) -> Result:
         argv = [str(VENV_BIN / "container"), *args]
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *argv]

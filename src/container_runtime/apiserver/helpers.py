@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import Unavailable
 from ..client import UnixClient
+from ..errors import Unavailable
 
 RESTART_WAIT = 15.0
 

@@ -89,11 +89,6 @@ class NetworkService:
         ]
         return sorted(containers) + sorted(bare)
 
-    def list(self) -> list[Network]:
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
-            return [self._row_to_network(r, len(self._users(conn, r["name"]))) for r in rows]
-
     def get(self, name: str) -> Network:
         with self.db.read() as conn:
             row = conn.execute("SELECT * FROM networks WHERE name = ?", (name,)).fetchone()
@@ -307,6 +302,11 @@ class NetworkService:
         plugins = {n.configuration.plugin for n in self.list()}
         for plugin in sorted(plugins):
             self.helper_for(plugin).request("POST", "/reload", {}, idempotent=True)
+
+    def list(self) -> list[Network]:
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
+            return [self._row_to_network(r, len(self._users(conn, r["name"]))) for r in rows]
 
 
 def _str_list(value: Any) -> list[str]:

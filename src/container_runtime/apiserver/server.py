@@ -29,7 +29,6 @@ from .networks import NetworkService
 from .supervisor import SupervisedProcess, Supervisor
 
 
-
 class ApiServer:
     def __init__(self, paths: Paths, config: Config) -> None:
         self.paths = paths

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..client import UnixClient
 from ..daemon import die_with_parent, pid_of, terminate
 from ..errors import Unavailable
-from ..client import UnixClient
 
 log = logging.getLogger("container-apiserver")
 

@@ -18,10 +18,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
     create = sub.add_parser("create", help="create a network")
     create.add_argument("name")
-    create.add_argument("--subnet", help="IPv4 subnet in CIDR form (default: next free from the pool)")
+    create.add_argument(
+        "--subnet", help="IPv4 subnet in CIDR form (default: next free from the pool)"
+    )
     create.add_argument("--gateway", help="IPv4 gateway (default: first host of the subnet)")
     create.add_argument("--subnet-v6", dest="subnet_v6", help="IPv6 subnet, /64 to /120")
-    create.add_argument("--internal", action="store_true", help="no egress: members and gateway only")
+    create.add_argument(
+        "--internal", action="store_true", help="no egress: members and gateway only"
+    )
     create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--plugin", help="network plugin (default: bridge)")

@@ -98,7 +98,9 @@ def start_system(args: argparse.Namespace) -> int:
                 reason = _last_error(paths.api_log, offset) or f"exit status {process.returncode}"
                 raise ContainerError(f"container-apiserver failed to start: {reason}")
             time.sleep(0.02)
-        raise Unavailable(f"container-apiserver did not start in {args.timeout:.0f} s; see {paths.api_log}")
+        raise Unavailable(
+            f"container-apiserver did not start in {args.timeout:.0f} s; see {paths.api_log}"
+        )
     finally:
         lock.release()
 
@@ -132,8 +134,22 @@ def system_status(args: argparse.Namespace) -> int:
 
         print(json.dumps(status, indent=2))
         return 0
-    rows = [["container-apiserver", status["apiserver"]["pid"], status["apiserver"]["socket"], "running"]]
+    rows = [
+        [
+            "container-apiserver",
+            status["apiserver"]["pid"],
+            status["apiserver"]["socket"],
+            "running",
+        ]
+    ]
     for helper in status["helpers"]:
-        rows.append([f"container-{helper['name']}", helper["pid"] or "-", helper["socket"] or "-", helper["state"]])
+        rows.append(
+            [
+                f"container-{helper['name']}",
+                helper["pid"] or "-",
+                helper["socket"] or "-",
+                helper["state"],
+            ]
+        )
     print(table(["DAEMON", "PID", "SOCKET", "STATE"], rows))
     return 0

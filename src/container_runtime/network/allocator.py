@@ -31,9 +31,7 @@ def generate_mac() -> str:
 
 
 def _row_to_attachment(row: sqlite3.Row) -> Attachment:
-    address = ipaddress.IPv4Interface(
-        (ipaddress.IPv4Address(row["address"]), row["prefixlen"])
-    )
+    address = ipaddress.IPv4Interface((ipaddress.IPv4Address(row["address"]), row["prefixlen"]))
     return Attachment(
         network=row["network"],
         owner=row["owner"],
@@ -233,6 +231,10 @@ class Allocator:
             ).fetchone()
         return None if row is None else _row_to_attachment(row)
 
+    def rows(self) -> list[sqlite3.Row]:
+        with self.db.read() as conn:
+            return conn.execute("SELECT * FROM attachments").fetchall()
+
     def list(self, network: str | None = None, owner: str | None = None) -> list[Attachment]:
         sql = "SELECT * FROM attachments"
         clauses: list[str] = []
@@ -249,10 +251,6 @@ class Allocator:
         with self.db.read() as conn:
             rows = conn.execute(sql, args).fetchall()
         return [_row_to_attachment(r) for r in rows]
-
-    def rows(self) -> list[sqlite3.Row]:
-        with self.db.read() as conn:
-            return conn.execute("SELECT * FROM attachments").fetchall()
 
     def forget_network(self, network: str) -> None:
         with self.db.write() as conn:

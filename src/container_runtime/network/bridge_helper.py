@@ -191,8 +191,14 @@ class BridgeHelper:
             for fwd in wanted:
                 conn.execute(
                     "INSERT INTO port_forwards VALUES (?, ?, ?, ?, ?, ?)",
-                    (owner, fwd.protocol, str(fwd.host_ip) if fwd.host_ip else "",
-                     fwd.host_port, str(fwd.container_ip), fwd.container_port),
+                    (
+                        owner,
+                        fwd.protocol,
+                        str(fwd.host_ip) if fwd.host_ip else "",
+                        fwd.host_port,
+                        str(fwd.container_ip),
+                        fwd.container_port,
+                    ),
                 )
         try:
             self.sync_firewall()

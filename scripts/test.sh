@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Lint, type-check and run the whole test suite (as root: tests make network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy src
+exec .venv/bin/python -m pytest -q "$@"
