@@ -18,11 +18,15 @@ def test_start_is_idempotent_and_status_shows_daemons(instance: Instance) -> Non
     status = inst.cli("system", "status", "--format", "json").json()
     assert status["apiserver"]["pid"] == api_pid
     assert status["apiserver"]["socket"] == str(inst.run_dir / "apiserver.sock")
-    [helper] = status["helpers"]
-    assert helper["name"] == "network-bridge" and helper["pid"] == inst.pid("network-bridge")
-    assert helper["socket"] == str(inst.run_dir / "network-bridge.sock")
+    helpers = {h["name"]: h for h in status["helpers"]}
+    assert set(helpers) == {"network-bridge", "dns"}
+    bridge = helpers["network-bridge"]
+    assert bridge["pid"] == inst.pid("network-bridge")
+    assert bridge["socket"] == str(inst.run_dir / "network-bridge.sock")
+    assert helpers["dns"]["pid"] == inst.pid("dns") and helpers["dns"]["state"] == "running"
     table = inst.cli("system", "status").stdout
-    assert "container-apiserver" in table and "container-network-bridge" in table
+    for daemon in ("container-apiserver", "container-network-bridge", "container-dns"):
+        assert daemon in table
     assert str(api_pid) in table
 
 

@@ -75,6 +75,8 @@ class Supervisor:
             )
         finally:
             logfile.close()
+        if proc.socket is None:  # helpers with a socket write their own pid file when ready
+            proc.pidfile.write_text(f"{proc.process.pid}\n")
 
     def _wait_ready(self, proc: SupervisedProcess, timeout: float = 15.0) -> bool:
         if proc.socket is None:

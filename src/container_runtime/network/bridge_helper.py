@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import load_config
 from ..daemon import InstanceLock, host_default_mtu, setup_logging, write_pidfile
+from ..dns import notify_dns
 from ..errors import ConfigError, Conflict, ContainerError, InvalidArgument, NotFound
 from ..http import Request, Router, UnixHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
@@ -77,7 +78,7 @@ class BridgeHelper:
 
     def create_network(self, config: NetworkConfiguration) -> str:
         self.configs.pop(config.name, None)
-        if self.dataplane.ensure_forwarding():
+        if self.dataplane.ensure_forwarding(ipv6=config.ipv6_subnet is not None):
             log.info("container-network-bridge: enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
         bridge = self.dataplane.setup_network(config)
         try:
@@ -105,6 +106,8 @@ class BridgeHelper:
         config = self.network_config(request.network)
         attachment, created = self.allocator.allocate(request, config)
         if not request.strategy:
+            if created:
+                notify_dns(self.paths.run_dir)
             return attachment
         if not created and self.allocator.host_ifname(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
@@ -121,11 +124,13 @@ class BridgeHelper:
             self.allocator.release(config.name, request.owner)
             raise
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
+        notify_dns(self.paths.run_dir)
         return attachment
 
     def detach(self, network: str, owner: str) -> Attachment:
         host_ifname = self.allocator.host_ifname(network, owner)
         attachment = self.allocator.release(network, owner)  # committed before the kernel work
+        notify_dns(self.paths.run_dir)
         if host_ifname:
             self.dataplane.detach(host_ifname)
         return attachment
@@ -216,8 +221,10 @@ class BridgeHelper:
 
     def reconcile(self) -> None:
         """Make the kernel match the database after a start or a crash."""
+        from ..dataplane.names import bridge_alias
         networks = self.all_networks()
-        if networks and self.dataplane.ensure_forwarding():
+        ipv6 = any(c.ipv6_subnet is not None for c in networks)
+        if networks and self.dataplane.ensure_forwarding(ipv6=ipv6):
             log.info("container-network-bridge: enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
         for config in networks:
             try:
@@ -237,9 +244,13 @@ class BridgeHelper:
             conn.execute(
                 "DELETE FROM port_forwards WHERE owner NOT IN (SELECT owner FROM attachments)"
             )
-        for ifname in self.dataplane.owned_links():
-            if ifname not in keep:
-                log.info(f"container-network-bridge: removing orphan link {ifname}")
+        for ifname, alias in self.dataplane.owned_links().items():
+            if ifname in keep:
+                continue
+            log.info(f"container-network-bridge: removing orphan link {ifname} ({alias})")
+            if alias.startswith(bridge_alias("")):
+                self.dataplane.teardown_network(ifname)
+            else:
                 self.dataplane.detach(ifname)
         self.sync_firewall()
 

@@ -1,0 +1,297 @@
+"""The DNS server's view of the state database: records, scopes and precomputed answers.
+
+A `Snapshot` is an immutable read of `networks` and `attachments`.  For each
+(listener network, scope) pair it lazily builds an `AnswerTable`: a dict from the
+lower-case wire question (name + qtype + qclass) to a ready-made response tail, so
+the hot path is one dict lookup and a byte concatenation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import sqlite3
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import wire
+
+log = logging.getLogger(__name__)
+
+IPv4 = ipaddress.IPv4Address
+IPv6 = ipaddress.IPv6Address
+Address = IPv4 | IPv6
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    name: str
+    gateway4: IPv4 | None
+    gateway6: IPv6 | None
+    subnet4: ipaddress.IPv4Network | None
+    subnet6: ipaddress.IPv6Network | None
+
+
+@dataclass(frozen=True)
+class Record:
+    network: str
+    owner: str
+    names: tuple[str, ...]  # lower-case single names: owner and the hostname's first label
+    hostname: str  # fully qualified, lower-case, no trailing dot (the PTR target)
+    address4: IPv4
+    address6: IPv6 | None
+
+
+@dataclass
+class Entry:
+    """A precomputed answer: header for RD=0 / RD=1 and everything after the question."""
+
+    rcode: int
+    ancount: int
+    answers: bytes
+    hdr: tuple[bytes, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hdr = (
+            struct.pack("!BBHHHH", 0x84, 0x80 | self.rcode, 1, self.ancount, 0, 0),
+            struct.pack("!BBHHHH", 0x85, 0x80 | self.rcode, 1, self.ancount, 0, 0),
+        )
+
+
+@dataclass
+class AnswerTable:
+    entries: dict[bytes, Entry]
+    names: frozenset[str]  # every qname (lower-case, no dot) that exists in this scope
+
+
+def _parse_v6(text: str | None) -> IPv6 | None:
+    if not text:
+        return None
+    try:
+        return IPv6(text.split("/")[0])
+    except ValueError:
+        return None
+
+
+def _network_info(name: str, config_text: str) -> NetworkInfo:
+    try:
+        config = json.loads(config_text)
+    except ValueError:
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    gw4: IPv4 | None = None
+    gw6: IPv6 | None = None
+    sub4: ipaddress.IPv4Network | None = None
+    sub6: ipaddress.IPv6Network | None = None
+    try:
+        if config.get("ipv4Subnet"):
+            sub4 = ipaddress.IPv4Network(str(config["ipv4Subnet"]), strict=False)
+        if config.get("ipv4Gateway"):
+            gw4 = IPv4(str(config["ipv4Gateway"]))
+        elif sub4 is not None:
+            gw4 = sub4.network_address + 1
+    except ValueError:
+        log.warning("network %s: unusable IPv4 configuration", name)
+    try:
+        if config.get("ipv6Subnet"):
+            sub6 = ipaddress.IPv6Network(str(config["ipv6Subnet"]), strict=False)
+            gw6 = sub6.network_address + 1
+    except ValueError:
+        log.warning("network %s: unusable IPv6 configuration", name)
+    return NetworkInfo(name, gw4, gw6, sub4, sub6)
+
+
+class Snapshot:
+    """One consistent read of the database, plus lazily built answer tables."""
+
+    def __init__(
+        self,
+        networks: dict[str, NetworkInfo],
+        records: list[Record],
+        domain: str | None,
+        ttl: int,
+    ) -> None:
+        self.networks = networks
+        self.records = records
+        self.domain = domain
+        self.ttl = ttl
+        self.owner_networks: dict[str, frozenset[str]] = {}
+        self.by_address: dict[tuple[str | None, str], str] = {}
+        nets: dict[str, set[str]] = {}
+        for rec in records:
+            nets.setdefault(rec.owner, set()).add(rec.network)
+            for addr in (rec.address4, rec.address6):
+                if addr is None:
+                    continue
+                self.by_address[(rec.network, str(addr))] = rec.owner
+                self.by_address.setdefault((None, str(addr)), rec.owner)
+        self.owner_networks = {owner: frozenset(n) for owner, n in nets.items()}
+        self.all_networks = frozenset(networks)
+        self._tables: dict[tuple[str | None, frozenset[str]], AnswerTable] = {}
+        subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for info in networks.values():
+            if info.subnet4 is not None:
+                subnets.append(info.subnet4)
+            if info.subnet6 is not None:
+                subnets.append(info.subnet6)
+        self.subnets = tuple(subnets)
+
+    def scope_of(self, listener_network: str | None, source: str) -> frozenset[str]:
+        """Which networks an asker may see names of."""
+        if listener_network is None:
+            return self.all_networks
+        owner = self.by_address.get((listener_network, source))
+        if owner is None:
+            owner = self.by_address.get((None, source))
+        if owner is not None:
+            return self.owner_networks[owner]
+        return frozenset((listener_network,))
+
+    def table(self, listener_network: str | None, scope: frozenset[str]) -> AnswerTable:
+        key = (listener_network, scope)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._build(listener_network, scope)
+            self._tables[key] = table
+        return table
+
+    def _build(self, listener_network: str | None, scope: frozenset[str]) -> AnswerTable:
+        ttl = self.ttl
+        # Addresses on the listener's own network first: the one the asker can reach best.
+        records = sorted(
+            (r for r in self.records if r.network in scope),
+            key=lambda r: (r.network != listener_network, r.network, r.owner),
+        )
+        v4: dict[str, list[IPv4]] = {}
+        v6: dict[str, list[IPv6]] = {}
+        ptr: dict[str, list[str]] = {}
+        for rec in records:
+            qnames: list[str] = []
+            for name in rec.names:
+                qnames.append(name)
+                if self.domain:
+                    qnames.append(f"{name}.{self.domain}")
+            qnames.append(rec.hostname)
+            for qname in dict.fromkeys(qnames):
+                if rec.address4 not in v4.setdefault(qname, []):
+                    v4[qname].append(rec.address4)
+                lst6 = v6.setdefault(qname, [])
+                if rec.address6 is not None and rec.address6 not in lst6:
+                    lst6.append(rec.address6)
+            for addr in (rec.address4, rec.address6):
+                if addr is not None:
+                    targets = ptr.setdefault(addr.reverse_pointer, [])
+                    if rec.hostname not in targets:
+                        targets.append(rec.hostname)
+        entries: dict[bytes, Entry] = {}
+        names: set[str] = set()
+        for qname, addrs4 in v4.items():
+            try:
+                key_a = wire.question_key(qname, wire.QTYPE_A)
+                key_aaaa = wire.question_key(qname, wire.QTYPE_AAAA)
+            except ValueError:
+                log.warning("name %r cannot be encoded in DNS; skipped", qname)
+                continue
+            names.add(qname)
+            entries[key_a] = Entry(
+                wire.RCODE_NOERROR, len(addrs4), b"".join(wire.rr_a(ttl, a) for a in addrs4)
+            )
+            addrs6 = v6.get(qname, [])
+            # No AAAA record: an empty NOERROR (busybox nslookup needs it).
+            entries[key_aaaa] = Entry(
+                wire.RCODE_NOERROR, len(addrs6), b"".join(wire.rr_aaaa(ttl, a) for a in addrs6)
+            )
+        for rname, targets in ptr.items():
+            try:
+                key = wire.question_key(rname, wire.QTYPE_PTR)
+                rrs = b"".join(wire.rr_ptr(ttl, t) for t in targets)
+            except ValueError:
+                continue
+            names.add(rname)
+            entries[key] = Entry(wire.RCODE_NOERROR, len(targets), rrs)
+        return AnswerTable(entries, frozenset(names))
+
+    def is_local(self, qname: str) -> bool:
+        """Names we are authoritative for: never forwarded (NXDOMAIN when not found)."""
+        if "." not in qname:
+            return True  # bare single label (and the root)
+        if self.domain and (qname == self.domain or qname.endswith("." + self.domain)):
+            return True
+        if qname.endswith(".in-addr.arpa") or qname.endswith(".ip6.arpa"):
+            address = _from_reverse(qname)
+            if address is not None:
+                return any(address in net for net in self.subnets if net.version == address.version)
+        return False
+
+    def listen_addresses(self) -> dict[str, list[Address]]:
+        out: dict[str, list[Address]] = {}
+        for name, info in self.networks.items():
+            addrs: list[Address] = []
+            if info.gateway4 is not None:
+                addrs.append(info.gateway4)
+            if info.gateway6 is not None:
+                addrs.append(info.gateway6)
+            out[name] = addrs
+        return out
+
+
+def _from_reverse(qname: str) -> Address | None:
+    try:
+        if qname.endswith(".in-addr.arpa"):
+            parts = qname[: -len(".in-addr.arpa")].split(".")
+            if len(parts) != 4:
+                return None
+            return IPv4(".".join(reversed(parts)))
+        parts = qname[: -len(".ip6.arpa")].split(".")
+        if len(parts) != 32 or any(len(p) != 1 for p in parts):
+            return None
+        nibbles = "".join(reversed(parts))
+        return IPv6(":".join(nibbles[i : i + 4] for i in range(0, 32, 4)))
+    except ValueError:
+        return None
+
+
+def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
+    """Read networks and attachments in one read transaction (read-only connection)."""
+    uri = f"file:{database}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        net_rows = conn.execute("SELECT name, config FROM networks").fetchall()
+        att_rows = conn.execute(
+            "SELECT network, owner, hostname, address, ipv6 FROM attachments"
+        ).fetchall()
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    networks = {str(name): _network_info(str(name), str(cfg)) for name, cfg in net_rows}
+    return build_snapshot(networks, att_rows, domain, ttl)
+
+
+def build_snapshot(
+    networks: dict[str, NetworkInfo],
+    rows: list[tuple[str, str, str, int, str | None]],
+    domain: str | None,
+    ttl: int,
+) -> Snapshot:
+    records: list[Record] = []
+    for network, owner, hostname, address, ipv6 in rows:
+        try:
+            addr4 = IPv4(int(address))
+        except (ValueError, TypeError):
+            log.warning("attachment %s/%s: bad address %r", network, owner, address)
+            continue
+        owner_l = str(owner).lower()
+        host = str(hostname or owner).strip(".").lower()
+        first = host.split(".")[0] if host else owner_l
+        names = tuple(dict.fromkeys(n for n in (owner_l, first) if n))
+        fqdn = host if "." in host or not domain else f"{host}.{domain}"
+        records.append(Record(str(network), str(owner), names, fqdn, addr4, _parse_v6(ipv6)))
+    return Snapshot(networks, records, domain, ttl)
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
