@@ -50,7 +50,7 @@ class NetworkService:
         db: Database,
         config: Config,
         helper_for: Callable[[str], HelperClient],
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[], object] = lambda: None,
     ) -> None:
         self.db = db
         self.config = config

@@ -366,6 +366,23 @@ class LinuxDataPlane:
                     msgs.append(rtnl.new_default_route(index, gw6))
             ns.batch(msgs)
 
+    def ensure_port(self, host_ifname: str, bridge: str, isolated: bool) -> bool:
+        """Put an existing host end back on its bridge (after the bridge was re-created).
+
+        Returns False when the link no longer exists.
+        """
+        with self._lock:
+            link = self._link(host_ifname)
+            if link is None:
+                return False
+            master = self._bridge(bridge, refresh=True)
+            if _attr(link, "IFLA_MASTER") == master:
+                return True
+            alias = str(_attr(link, "IFLA_IFALIAS") or "")
+            self._ipr.link("set", index=int(link["index"]), master=master, state="up")
+            self._rtnl.batch([rtnl.mark_port(host_ifname, alias, isolated)])
+        return True
+
     def _attach_tap(
         self, attachment: Attachment, bridge: str, host: str, alias: str, isolated: bool
     ) -> None:

@@ -236,6 +236,13 @@ class BridgeHelper:
             stale = row["state"] != "ready"  # its request died with the previous helper
             if row["strategy"] == "veth" and row["netns"]:
                 stale = stale or not self.dataplane.netns_exists(row["netns"])
+            if not stale and row["host_ifname"]:
+                config = self.network_config(row["network"])
+                stale = not self.dataplane.ensure_port(
+                    row["host_ifname"],
+                    self.dataplane.bridge_name(config.name),
+                    config.variant == "isolated",
+                )
             if stale:
                 self.allocator.release(row["network"], row["owner"])
             elif row["host_ifname"]:
