@@ -224,3 +224,11 @@ def test_custom_gateway_frees_dot_one_unless_ipv6_needs_it(db: Database) -> None
     att = allocator.allocate(req("a", "dual"), dual)[0]
     assert att.ipv6_address is not None
     assert str(att.address.ip) == "10.4.0.2" and str(att.ipv6_address.ip) == "fd00:4::2"
+
+
+def test_retry_on_a_full_network_returns_the_existing_attachment(db: Database) -> None:
+    config = make_network(db, "tiny", "10.5.0.0/29")
+    allocator = Allocator(db, "test", 1500)
+    first = [allocator.allocate(req(f"c{i}", "tiny"), config)[0] for i in range(5)]
+    again, created = allocator.allocate(req("c3", "tiny"), config)
+    assert again == first[3] and not created

@@ -266,8 +266,16 @@ class NetworkService:
 
     # -- bare attachments -------------------------------------------------------------------
 
+    def config(self, name: str) -> NetworkConfiguration:
+        """One network's configuration, without counting its users (hot paths)."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT config FROM networks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"network {name} not found")
+        return NetworkConfiguration.from_json(json.loads(row["config"]))
+
     def attach(self, name: str, body: dict[str, Any]) -> Attachment:
-        network = self.get(name)
+        config = self.config(name)
         owner = validate_container_name(str(body.get("name") or ""))
         request = {
             "owner": owner,
@@ -279,21 +287,19 @@ class NetworkService:
             "interface": body.get("interface") or "eth0",
             "primary": body.get("primary", True),
         }
-        helper = self.helper_for(network.configuration.plugin)
+        helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
         self.on_change()
         return Attachment.from_json(reply)
 
     def detach(self, name: str, owner: str) -> Attachment:
-        network = self.get(name)
-        helper = self.helper_for(network.configuration.plugin)
+        helper = self.helper_for(self.config(name).plugin)
         reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
         self.on_change()
         return Attachment.from_json(reply)
 
     def attachments(self, name: str) -> list[Attachment]:
-        network = self.get(name)
-        helper = self.helper_for(network.configuration.plugin)
+        helper = self.helper_for(self.config(name).plugin)
         return [
             Attachment.from_json(a) for a in helper.request("GET", f"/networks/{name}/attachments")
         ]

@@ -72,70 +72,57 @@ class Allocator:
         subnet = config.ipv4_subnet
         name = config.name
         with self.db.write() as conn:
-            row = conn.execute(
-                "SELECT * FROM attachments WHERE network = ? AND owner = ?", (name, request.owner)
-            ).fetchone()
-            if row is not None:
-                existing = _row_to_attachment(row)
-                if request.mac is not None and request.mac != existing.mac_address:
-                    raise Conflict(
-                        f"{request.owner} is already attached to network {name} "
-                        f"with MAC {existing.mac_address}"
-                    )
-                return existing, False
-            if request.mac is not None:
-                holder = conn.execute(
-                    "SELECT owner FROM attachments WHERE network = ? AND mac = ?",
-                    (name, request.mac),
-                ).fetchone()
-                if holder is not None:
-                    raise Conflict(
-                        f"MAC address {request.mac} is already used on network {name} "
-                        f"by {holder['owner']}"
-                    )
-            offset = self._next_offset(conn, config)
+            # Few statements on the hot path: the UNIQUE constraints detect an existing owner
+            # or a MAC in use, instead of a look-up before every insert.
+            try:
+                offset = self._next_offset(conn, config)
+            except Exhausted:
+                if conn.execute(
+                    "SELECT 1 FROM attachments WHERE network = ? AND owner = ?",
+                    (name, request.owner),
+                ).fetchone():
+                    return self._existing(conn, request, name), False  # a retry on a full net
+                raise
             address = subnet.network_address + offset
-            mac = request.mac or self._unique_mac(conn, name)
             ipv6: ipaddress.IPv6Interface | None = None
             if config.ipv6_subnet is not None:
                 v6 = config.ipv6_subnet
                 if offset >= v6.num_addresses - 1:
                     raise Exhausted(f"network {name} has no free IPv6 addresses in {v6}")
                 ipv6 = ipaddress.IPv6Interface((v6.network_address + offset, v6.prefixlen))
-            attachment = Attachment(
-                network=name,
-                owner=request.owner,
-                hostname=hostname_for(request.hostname, self.domain),
-                address=ipaddress.IPv4Interface((address, subnet.prefixlen)),
-                gateway=config.ipv4_gateway,
-                mac_address=mac,
-                mtu=request.mtu or self.default_mtu,
-                interface=request.interface,
-                ipv6_address=ipv6,
-                netns=request.netns,
-                strategy=request.strategy,
-            )
-            conn.execute(
-                "INSERT INTO attachments(network, owner, hostname, address, prefixlen, gateway,"
-                " mac, mtu, interface, ipv6, netns, strategy, host_ifname, state, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
-                (
-                    name,
-                    attachment.owner,
-                    attachment.hostname,
-                    int(address),
-                    subnet.prefixlen,
-                    str(attachment.gateway),
-                    mac,
-                    attachment.mtu,
-                    attachment.interface,
-                    str(ipv6) if ipv6 else None,
-                    attachment.netns,
-                    attachment.strategy,
-                    "allocated" if attachment.strategy else "ready",
-                    datetime.now(UTC).isoformat(),
-                ),
-            )
+            mac = request.mac or generate_mac()
+            while True:
+                attachment = Attachment(
+                    network=name,
+                    owner=request.owner,
+                    hostname=hostname_for(request.hostname, self.domain),
+                    address=ipaddress.IPv4Interface((address, subnet.prefixlen)),
+                    gateway=config.ipv4_gateway,
+                    mac_address=mac,
+                    mtu=request.mtu or self.default_mtu,
+                    interface=request.interface,
+                    ipv6_address=ipv6,
+                    netns=request.netns,
+                    strategy=request.strategy,
+                )
+                try:
+                    self._insert(conn, attachment, int(address), subnet.prefixlen)
+                    break
+                except sqlite3.IntegrityError as exc:
+                    if "attachments.owner" in str(exc):
+                        return self._existing(conn, request, name), False
+                    if "attachments.mac" not in str(exc):
+                        raise
+                    if request.mac is not None:
+                        holder = conn.execute(
+                            "SELECT owner FROM attachments WHERE network = ? AND mac = ?",
+                            (name, request.mac),
+                        ).fetchone()
+                        raise Conflict(
+                            f"MAC address {request.mac} is already used on network {name} "
+                            f"by {holder['owner']}"
+                        ) from None
+                    mac = generate_mac()  # a random collision: draw again
             conn.execute(
                 "INSERT INTO alloc_cursor(network, next_offset) VALUES (?, ?)"
                 " ON CONFLICT(network) DO UPDATE SET next_offset = excluded.next_offset",
@@ -143,6 +130,46 @@ class Allocator:
             )
         log.info(describe("allocated", attachment, self.plugin))
         return attachment, True
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection, attachment: Attachment, address: int, prefixlen: int
+    ) -> None:
+        conn.execute(
+            "INSERT INTO attachments(network, owner, hostname, address, prefixlen, gateway,"
+            " mac, mtu, interface, ipv6, netns, strategy, host_ifname, state, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
+            (
+                attachment.network,
+                attachment.owner,
+                attachment.hostname,
+                address,
+                prefixlen,
+                str(attachment.gateway),
+                attachment.mac_address,
+                attachment.mtu,
+                attachment.interface,
+                str(attachment.ipv6_address) if attachment.ipv6_address else None,
+                attachment.netns,
+                attachment.strategy,
+                "allocated" if attachment.strategy else "ready",
+                datetime.now(UTC).isoformat(),
+            ),
+        )
+
+    @staticmethod
+    def _existing(conn: sqlite3.Connection, request: AttachmentRequest, network: str) -> Attachment:
+        """The owner's attachment, for an idempotent retry; refuse a conflicting one."""
+        row = conn.execute(
+            "SELECT * FROM attachments WHERE network = ? AND owner = ?", (network, request.owner)
+        ).fetchone()
+        existing = _row_to_attachment(row)
+        if request.mac is not None and request.mac != existing.mac_address:
+            raise Conflict(
+                f"{request.owner} is already attached to network {network} "
+                f"with MAC {existing.mac_address}"
+            )
+        return existing
 
     def _next_offset(self, conn: sqlite3.Connection, config: NetworkConfiguration) -> int:
         subnet = config.ipv4_subnet
@@ -181,18 +208,6 @@ class Allocator:
             ).fetchone()
             is not None
         )
-
-    @staticmethod
-    def _unique_mac(conn: sqlite3.Connection, network: str) -> str:
-        while True:
-            mac = generate_mac()
-            if (
-                conn.execute(
-                    "SELECT 1 FROM attachments WHERE network = ? AND mac = ?", (network, mac)
-                ).fetchone()
-                is None
-            ):
-                return mac
 
     def release(self, network: str, owner: str) -> Attachment:
         with self.db.write() as conn:

@@ -21,7 +21,6 @@ from typing import Any
 
 from ..config import load_config
 from ..daemon import InstanceLock, host_default_mtu, setup_logging, write_pidfile
-from ..dns import notify_dns
 from ..errors import ConfigError, Conflict, ContainerError, InvalidArgument, NotFound
 from ..http import Request, Router, UnixHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
@@ -106,8 +105,6 @@ class BridgeHelper:
         config = self.network_config(request.network)
         attachment, created = self.allocator.allocate(request, config)
         if not request.strategy:
-            if created:
-                notify_dns(self.paths.run_dir)
             return attachment
         if not created and self.allocator.host_ifname(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
@@ -124,13 +121,11 @@ class BridgeHelper:
             self.allocator.release(config.name, request.owner)
             raise
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
-        notify_dns(self.paths.run_dir)
         return attachment
 
     def detach(self, network: str, owner: str) -> Attachment:
         host_ifname = self.allocator.host_ifname(network, owner)
         attachment = self.allocator.release(network, owner)  # committed before the kernel work
-        notify_dns(self.paths.run_dir)
         if host_ifname:
             self.dataplane.detach(host_ifname)
         return attachment
