@@ -266,7 +266,7 @@ class NetworkService:
 
     # -- bare attachments -------------------------------------------------------------------
 
-    def config(self, name: str) -> NetworkConfiguration:
+    def configuration(self, name: str) -> NetworkConfiguration:
         """One network's configuration, without counting its users (hot paths)."""
         with self.db.read() as conn:
             row = conn.execute("SELECT config FROM networks WHERE name = ?", (name,)).fetchone()
@@ -275,7 +275,7 @@ class NetworkService:
         return NetworkConfiguration.from_json(json.loads(row["config"]))
 
     def attach(self, name: str, body: dict[str, Any]) -> Attachment:
-        config = self.config(name)
+        config = self.configuration(name)
         owner = validate_container_name(str(body.get("name") or ""))
         request = {
             "owner": owner,
@@ -293,13 +293,13 @@ class NetworkService:
         return Attachment.from_json(reply)
 
     def detach(self, name: str, owner: str) -> Attachment:
-        helper = self.helper_for(self.config(name).plugin)
+        helper = self.helper_for(self.configuration(name).plugin)
         reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
         self.on_change()
         return Attachment.from_json(reply)
 
     def attachments(self, name: str) -> list[Attachment]:
-        helper = self.helper_for(self.config(name).plugin)
+        helper = self.helper_for(self.configuration(name).plugin)
         return [
             Attachment.from_json(a) for a in helper.request("GET", f"/networks/{name}/attachments")
         ]
