@@ -53,6 +53,13 @@ def validate_container_name(name: str) -> str:
     return name
 
 
+def validate_owner(owner: str) -> str:
+    """An attachment's owner: a container name, or a container id (64 hex digits)."""
+    if len(owner) == 64 and all(c in "0123456789abcdef" for c in owner):
+        return owner
+    return validate_container_name(owner)
+
+
 def validate_plugin_name(name: str) -> str:
     if not 1 <= len(name) <= 32 or not PLUGIN_NAME_RE.match(name):
         raise InvalidArgument(f"invalid plugin name {name!r}")
@@ -391,7 +398,7 @@ class AttachmentRequest:
     primary: bool = True
 
     def __post_init__(self) -> None:
-        validate_container_name(self.owner)
+        validate_owner(self.owner)
         if self.mac is not None:
             parse_mac(self.mac)
         if self.mtu is not None:

@@ -111,12 +111,14 @@ class Registry:
     storage: Path
     process: subprocess.Popen[bytes]
     log: Path
+    netns: str | None = None  # name under /run/netns: the registry's 127.0.0.1 is that one's
 
     def push(self, layout: Path, tag: str, name: str, dest_tag: str = "latest") -> str:
         """Push ``layout:tag`` as ``HOST/name:dest_tag``; returns that reference."""
         ref = f"{self.host}/{name}:{dest_tag}"
         _run(
-            [
+            _in_netns(self.netns)
+            + [
                 "skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
                 f"oci:{layout}:{tag}", f"docker://{ref}",
             ]
@@ -133,7 +135,23 @@ class Registry:
                 self.process.wait()
 
 
-def start_registry(workdir: Path, port: int | None = None) -> Registry:
+def _in_netns(netns: str | None) -> list[str]:
+    return ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+
+
+def _answers(host: str, netns: str | None) -> bool:
+    if netns is None:
+        try:
+            with urllib.request.urlopen(f"http://{host}/v2/", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+    probe = _in_netns(netns) + [BUSYBOX, "wget", "-q", "-O", "/dev/null", f"http://{host}/v2/"]
+    return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+
+def start_registry(workdir: Path, port: int | None = None, netns: str | None = None) -> Registry:
+    """A registry on 127.0.0.1:PORT of this namespace, or of the named one (``netns``)."""
     workdir = Path(workdir)
     storage = workdir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
@@ -148,23 +166,21 @@ def start_registry(workdir: Path, port: int | None = None) -> Registry:
     log = workdir / "registry.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [REGISTRY_BIN, "serve", str(config)],
+            _in_netns(netns) + [REGISTRY_BIN, "serve", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    reg = Registry(host=f"127.0.0.1:{port}", storage=storage, process=proc, log=log)
+    reg = Registry(
+        host=f"127.0.0.1:{port}", storage=storage, process=proc, log=log, netns=netns
+    )
     deadline = time.monotonic() + 10
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://{reg.host}/v2/", timeout=1) as resp:
-                if resp.status == 200:
-                    return reg
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
+        if _answers(reg.host, netns):
+            return reg
         if time.monotonic() > deadline:
             reg.stop()
             raise RuntimeError(f"docker-registry did not answer: {log.read_text()[-2000:]}")
@@ -172,11 +188,14 @@ def start_registry(workdir: Path, port: int | None = None) -> Registry:
 
 
 @contextmanager
-def running_registry(workdir: Path | None = None) -> Iterator[Registry]:
-    """A registry on 127.0.0.1:<free port>, stopped and its storage removed afterwards."""
+def running_registry(
+    workdir: Path | None = None, netns: str | None = None
+) -> Iterator[Registry]:
+    """A registry on 127.0.0.1:<free port> (of ``netns`` if given), stopped and its
+    storage removed afterwards."""
     own = workdir is None
     base = Path(tempfile.mkdtemp(prefix="registry-")) if workdir is None else Path(workdir)
-    reg = start_registry(base)
+    reg = start_registry(base, netns=netns)
     try:
         yield reg
     finally:
@@ -187,13 +206,13 @@ def running_registry(workdir: Path | None = None) -> Iterator[Registry]:
 
 @contextmanager
 def registry_with_busybox(
-    name: str = "test/busybox", tag: str = "latest"
+    name: str = "test/busybox", tag: str = "latest", netns: str | None = None
 ) -> Iterator[tuple[Registry, str]]:
     """A registry already holding the busybox image; yields (registry, reference)."""
     base = Path(tempfile.mkdtemp(prefix="registry-"))
     try:
         layout = build_busybox_image(base / "oci")
-        with running_registry(base / "registry") as reg:
+        with running_registry(base / "registry", netns=netns) as reg:
             yield reg, reg.push(layout, "latest", name, tag)
     finally:
         shutil.rmtree(base, ignore_errors=True)

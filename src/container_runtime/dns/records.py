@@ -1,6 +1,8 @@
 """The DNS server's view of the state database: records, scopes and precomputed answers.
 
-A `Snapshot` is an immutable read of `networks` and `attachments`.  For each
+A `Snapshot` is an immutable read of `networks`, `attachments` and `dns_domains` (the
+extra domains of `container system dns create`: every name is also answered as
+`NAME.DOMAIN` under each of them).  For each
 (listener network, scope) pair it lazily builds an `AnswerTable`: a dict from the
 lower-case wire question (name + qtype + qclass) to a ready-made response tail, so
 the hot path is one dict lookup and a byte concatenation.
@@ -15,6 +17,7 @@ import sqlite3
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import wire
 
@@ -42,6 +45,7 @@ class Record:
     hostname: str  # fully qualified, lower-case, no trailing dot (the PTR target)
     address4: IPv4
     address6: IPv6 | None
+    texts: tuple[str, ...] = ()  # str() of the addresses, computed once
 
 
 @dataclass
@@ -113,23 +117,35 @@ class Snapshot:
         records: list[Record],
         domain: str | None,
         ttl: int,
+        extra_domains: tuple[str, ...] = (),
     ) -> None:
         self.networks = networks
         self.records = records
         self.domain = domain
         self.ttl = ttl
+        # Host domains (`container system dns create`): container names are answered under
+        # each, anything else there is forwarded (unlike the config domain, they may be
+        # real domains, whose other names must keep working).
+        self.extra_domains = tuple(d for d in dict.fromkeys(extra_domains) if d and d != domain)
+        self.suffixes = ((domain,) if domain else ()) + self.extra_domains
         self.owner_networks: dict[str, frozenset[str]] = {}
         self.by_address: dict[tuple[str | None, str], str] = {}
         nets: dict[str, set[str]] = {}
         for rec in records:
             nets.setdefault(rec.owner, set()).add(rec.network)
-            for addr in (rec.address4, rec.address6):
-                if addr is None:
-                    continue
-                self.by_address[(rec.network, str(addr))] = rec.owner
-                self.by_address.setdefault((None, str(addr)), rec.owner)
+            for text in rec.texts:
+                self.by_address[(rec.network, text)] = rec.owner
+                self.by_address.setdefault((None, text), rec.owner)
         self.owner_networks = {owner: frozenset(n) for owner, n in nets.items()}
         self.all_networks = frozenset(networks)
+        # The host itself: a query to a gateway from the host comes from a gateway address
+        # (systemd-resolved pointed at a bridge by `system dns create`); it sees every network.
+        self.host_addresses = frozenset(
+            str(gw)
+            for info in networks.values()
+            for gw in (info.gateway4, info.gateway6)
+            if gw is not None
+        )
         self._tables: dict[tuple[str | None, frozenset[str]], AnswerTable] = {}
         subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for info in networks.values():
@@ -141,7 +157,7 @@ class Snapshot:
 
     def scope_of(self, listener_network: str | None, source: str) -> frozenset[str]:
         """Which networks an asker may see names of."""
-        if listener_network is None:
+        if listener_network is None or source in self.host_addresses:
             return self.all_networks
         owner = self.by_address.get((listener_network, source))
         if owner is None:
@@ -172,8 +188,8 @@ class Snapshot:
             qnames: list[str] = []
             for name in rec.names:
                 qnames.append(name)
-                if self.domain:
-                    qnames.append(f"{name}.{self.domain}")
+                for suffix in self.suffixes:
+                    qnames.append(f"{name}.{suffix}")
             qnames.append(rec.hostname)
             for qname in dict.fromkeys(qnames):
                 if rec.address4 not in v4.setdefault(qname, []):
@@ -258,17 +274,22 @@ def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
     """Read networks and attachments in one read transaction (read-only connection)."""
     uri = f"file:{database}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+    extra: list[str] = []
     try:
         conn.execute("BEGIN")
         net_rows = conn.execute("SELECT name, config FROM networks").fetchall()
         att_rows = conn.execute(
             "SELECT network, owner, hostname, address, ipv6 FROM attachments"
         ).fetchall()
+        try:
+            extra = [str(r[0]).lower() for r in conn.execute("SELECT domain FROM dns_domains")]
+        except sqlite3.OperationalError:  # a database from before the table existed
+            extra = []
         conn.execute("COMMIT")
     finally:
         conn.close()
     networks = {str(name): _network_info(str(name), str(cfg)) for name, cfg in net_rows}
-    return build_snapshot(networks, att_rows, domain, ttl)
+    return build_snapshot(networks, att_rows, domain, ttl, tuple(extra))
 
 
 def build_snapshot(
@@ -276,9 +297,20 @@ def build_snapshot(
     rows: list[tuple[str, str, str, int, str | None]],
     domain: str | None,
     ttl: int,
+    extra_domains: tuple[str, ...] = (),
 ) -> Snapshot:
     records: list[Record] = []
-    for network, owner, hostname, address, ipv6 in rows:
+    cache: dict[tuple[Any, ...], Record] = {}
+    for row in rows:
+        # Rows that did not change since the last reload keep their parsed Record: parsing
+        # addresses dominated a reload of thousands of attachments.
+        key = (*row, domain)
+        rec = _RECORDS.get(key)
+        if rec is not None:
+            cache[key] = rec
+            records.append(rec)
+            continue
+        network, owner, hostname, address, ipv6 = row
         try:
             addr4 = IPv4(int(address))
         except (ValueError, TypeError):
@@ -289,8 +321,17 @@ def build_snapshot(
         first = host.split(".")[0] if host else owner_l
         names = tuple(dict.fromkeys(n for n in (owner_l, first) if n))
         fqdn = host if "." in host or not domain else f"{host}.{domain}"
-        records.append(Record(str(network), str(owner), names, fqdn, addr4, _parse_v6(ipv6)))
-    return Snapshot(networks, records, domain, ttl)
+        addr6 = _parse_v6(ipv6)
+        texts = (str(addr4),) + ((str(addr6),) if addr6 is not None else ())
+        rec = Record(str(network), str(owner), names, fqdn, addr4, addr6, texts)
+        cache[key] = rec
+        records.append(rec)
+    _RECORDS.clear()
+    _RECORDS.update(cache)
+    return Snapshot(networks, records, domain, ttl, extra_domains)
+
+
+_RECORDS: dict[tuple[Any, ...], Record] = {}
 
 
 def data_version(conn: sqlite3.Connection) -> int:

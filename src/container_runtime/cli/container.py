@@ -1,0 +1,270 @@
+"""`container run|create|start|stop|kill|delete|rm|list|ls|inspect|logs|exec`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ..client import UnixClient
+from ..errors import ContainerError, NotFound
+from .api import api
+from .image import pull_image
+from .network import _quote
+from .output import dumps, table
+
+POLL = 0.1
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    for name, help_text, handler in (
+        ("run", "create and start a container", run_container),
+        ("create", "create a container (not started)", create_container),
+    ):
+        p = commands.add_parser(name, help=help_text)
+        _create_flags(p, run=name == "run")
+        p.set_defaults(handler=handler)
+
+    start = commands.add_parser("start", help="start containers")
+    start.add_argument("names", nargs="+", metavar="NAME")
+    start.set_defaults(handler=start_containers)
+
+    stop = commands.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
+    stop.add_argument("names", nargs="+", metavar="NAME")
+    stop.add_argument("-t", "--time", type=float, default=10.0, help="seconds before SIGKILL")
+    stop.set_defaults(handler=stop_containers)
+
+    kill = commands.add_parser("kill", help="send a signal to containers")
+    kill.add_argument("names", nargs="+", metavar="NAME")
+    kill.add_argument("-s", "--signal", default="KILL")
+    kill.set_defaults(handler=kill_containers)
+
+    delete = commands.add_parser("delete", aliases=["rm"], help="remove containers")
+    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    delete.set_defaults(handler=delete_containers)
+
+    lister = commands.add_parser("list", aliases=["ls"], help="list containers")
+    lister.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    lister.add_argument("--format", choices=["table", "json"], default="table")
+    lister.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    lister.set_defaults(handler=list_containers)
+
+    inspect = commands.add_parser("inspect", help="show containers as JSON")
+    inspect.add_argument("names", nargs="+", metavar="NAME")
+    inspect.add_argument("--format", choices=["json"], default="json",
+                         help="one JSON object per container per line")
+    inspect.set_defaults(handler=inspect_containers)
+
+    logs = commands.add_parser("logs", help="print a container's output")
+    logs.add_argument("name", metavar="NAME")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(handler=container_logs)
+
+    ex = commands.add_parser("exec", help="run a command in a running container")
+    ex.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    ex.add_argument("-w", "--workdir")
+    ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("-i", "--interactive", action="store_true", help="(stdin is always passed)")
+    ex.add_argument("name", metavar="NAME")
+    ex.add_argument("args", nargs=argparse.REMAINDER, metavar="CMD")
+    ex.set_defaults(handler=exec_container)
+
+
+def _create_flags(p: argparse.ArgumentParser, run: bool) -> None:
+    if run:
+        p.add_argument("-d", "--detach", action="store_true", help="do not wait for the exit")
+    p.add_argument("--name")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--network", action="append", default=[], metavar="NAME[,mac=..][,mtu=..]")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]")
+    p.add_argument("--dns", action="append", default=[], metavar="IP")
+    p.add_argument("--dns-domain")
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--no-dns", action="store_true", help="no nameserver in /etc/resolv.conf")
+    p.add_argument("--entrypoint")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("--insecure", action="store_true", help="plain HTTP to the registry")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+
+
+def _ensure_image(client: UnixClient, ref: str, insecure: bool) -> None:
+    try:
+        client.request("GET", f"/v1/images/{_quote(ref)}")
+    except NotFound:
+        pull_image(client, ref, insecure)
+
+
+def _create(args: argparse.Namespace, start: bool) -> dict[str, Any]:
+    client = api(timeout=1800)
+    _ensure_image(client, args.image, args.insecure)
+    body: dict[str, Any] = {
+        "name": args.name,
+        "image": args.image,
+        "cmd": args.cmd or None,
+        "entrypoint": [args.entrypoint] if args.entrypoint is not None else None,
+        "workdir": args.workdir,
+        "env": args.env,
+        "networks": args.network,
+        "publish": args.publish,
+        "dns": args.dns,
+        "dnsDomain": args.dns_domain,
+        "dnsSearch": args.dns_search,
+        "noDns": args.no_dns,
+        # `run --rm` in the foreground removes the container itself after reading the
+        # exit code and the last output (as the docker client does); detached, the server does.
+        "autoRemove": args.rm and (not start or args.detach),
+        "start": start,
+    }
+    result: dict[str, Any] = client.request("POST", "/v1/containers", body)
+    return result
+
+
+def create_container(args: argparse.Namespace) -> int:
+    print(_create(args, start=False)["id"])
+    return 0
+
+
+def run_container(args: argparse.Namespace) -> int:
+    created = _create(args, start=True)
+    if args.detach:
+        print(created["id"])
+        return 0
+    client = api()
+    code = _follow(client, created["id"], until_exit=True)
+    if args.rm:
+        try:
+            client.request("DELETE", f"/v1/containers/{created['id']}?force=1")
+        except NotFound:
+            pass
+    return code
+
+
+def _follow(client: UnixClient, ref: str, until_exit: bool) -> int:
+    """Print the log from the start; with until_exit, poll until the container stops and
+    return its exit code (125 if it is removed before the code is known)."""
+    offset = 0
+    cid = _quote(ref)
+    while True:
+        try:
+            chunk = client.request("GET", f"/v1/containers/{cid}/logs?offset={offset}")
+        except NotFound:
+            return 0 if not until_exit else 125
+        for entry in chunk["entries"]:
+            out = sys.stdout if entry["stream"] == "stdout" else sys.stderr
+            out.write(entry["text"] + ("" if entry["partial"] else "\n"))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        progressed = chunk["offset"] != offset
+        offset = chunk["offset"]
+        if chunk["more"] or progressed:
+            continue
+        if not until_exit:
+            return 0
+        if chunk["state"] != "running":
+            code = chunk.get("exitCode")
+            return int(code) if code is not None else 0
+        time.sleep(POLL)
+
+
+def _each(names: list[str], action: Any) -> int:
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except ContainerError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+def start_containers(args: argparse.Namespace) -> int:
+    client = api()
+
+    def start(name: str) -> None:
+        client.request("POST", f"/v1/containers/{_quote(name)}/start", {})
+        print(name)
+
+    return _each(args.names, start)
+
+
+def stop_containers(args: argparse.Namespace) -> int:
+    client = api(timeout=args.time + 60)
+
+    def stop(name: str) -> None:
+        client.request("POST", f"/v1/containers/{_quote(name)}/stop", {"timeout": args.time})
+        print(name)
+
+    return _each(args.names, stop)
+
+
+def kill_containers(args: argparse.Namespace) -> int:
+    client = api()
+
+    def kill(name: str) -> None:
+        client.request("POST", f"/v1/containers/{_quote(name)}/kill", {"signal": args.signal})
+        print(name)
+
+    return _each(args.names, kill)
+
+
+def delete_containers(args: argparse.Namespace) -> int:
+    client = api()
+    query = "?force=1" if args.force else ""
+
+    def delete(name: str) -> None:
+        client.request("DELETE", f"/v1/containers/{_quote(name)}{query}")
+        print(name)
+
+    return _each(args.names, delete)
+
+
+def _addresses(c: dict[str, Any]) -> str:
+    return ",".join(n["address"] for n in c["networks"] if n.get("address")) or "-"
+
+
+def list_containers(args: argparse.Namespace) -> int:
+    containers = api().request("GET", "/v1/containers" + ("?all=1" if args.all else ""))
+    if args.quiet:
+        for c in containers:
+            print(c["id"])
+    elif args.format == "json":
+        print(dumps(containers))
+    else:
+        rows = [
+            [c["id"][:12], c["name"], c["image"], c["state"], _addresses(c)] for c in containers
+        ]
+        print(table(["ID", "NAME", "IMAGE", "STATE", "ADDRESSES"], rows))
+    return 0
+
+
+def inspect_containers(args: argparse.Namespace) -> int:
+    client = api()
+
+    def inspect(name: str) -> None:
+        print(dumps(client.request("GET", f"/v1/containers/{_quote(name)}")))
+
+    return _each(args.names, inspect)
+
+
+def container_logs(args: argparse.Namespace) -> int:
+    client = api()
+    if not args.follow:
+        _follow(client, args.name, until_exit=False)
+        return 0
+    _follow(client, args.name, until_exit=True)
+    return 0
+
+
+def exec_container(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if not args.args:
+        raise ContainerError("exec needs a command")
+    body = {"args": args.args, "tty": args.tty, "env": args.env, "cwd": args.workdir}
+    argv = api().request("POST", f"/v1/containers/{_quote(args.name)}/exec", body)["argv"]
+    return subprocess.call(argv)

@@ -1,0 +1,121 @@
+"""`container image` (alias `i`): pull, list, inspect, delete, load."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from ..client import UnixClient
+from ..errors import ContainerError
+from .api import api
+from .network import _quote
+from .output import dumps, table
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    image = commands.add_parser("image", aliases=["i"], help="manage images")
+    sub = image.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    sub.required = True
+
+    pull = sub.add_parser("pull", help="pull an image from a registry")
+    pull.add_argument("reference", metavar="REFERENCE")
+    pull.add_argument("--insecure", action="store_true", help="plain HTTP / no TLS verification")
+    pull.set_defaults(handler=pull_command)
+
+    lister = sub.add_parser("list", aliases=["ls"], help="list images")
+    lister.add_argument("--format", choices=["table", "json"], default="table")
+    lister.add_argument("-q", "--quiet", action="store_true", help="only references")
+    lister.set_defaults(handler=list_images)
+
+    inspect = sub.add_parser("inspect", help="show images as JSON")
+    inspect.add_argument("references", nargs="+", metavar="REFERENCE")
+    inspect.set_defaults(handler=inspect_images)
+
+    delete = sub.add_parser("delete", aliases=["rm"], help="delete images")
+    delete.add_argument("references", nargs="+", metavar="REFERENCE")
+    delete.set_defaults(handler=delete_images)
+
+    load = sub.add_parser("load", help="load images from an OCI or Docker archive")
+    load.add_argument("-i", "--input", required=True, metavar="FILE")
+    load.set_defaults(handler=load_images)
+
+
+def pull_image(client: UnixClient, reference: str, insecure: bool) -> dict[str, Any]:
+    # The API answers once the pull is over; its progress lines are printed then, so
+    # that a refused pull is still one `Error:` line.
+    info: dict[str, Any] = client.request(
+        "POST", "/v1/images/pull", {"reference": reference, "insecure": insecure}
+    )
+    print(f"Pulling {reference} ...", file=sys.stderr)
+    for line in info.get("progress") or []:
+        print(line, file=sys.stderr)
+    print(f"Pulled {info['reference']} ({info['digest']})", file=sys.stderr, flush=True)
+    return info
+
+
+def pull_command(args: argparse.Namespace) -> int:
+    info = pull_image(api(timeout=1800), args.reference, args.insecure)
+    print(info["reference"])
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return str(n)
+
+
+def list_images(args: argparse.Namespace) -> int:
+    images = api().request("GET", "/v1/images")
+    if args.quiet:
+        for i in images:
+            print(i["reference"])
+    elif args.format == "json":
+        print(dumps(images))
+    else:
+        rows = []
+        for i in images:
+            name, _, tag = i["reference"].rpartition(":")
+            if "/" in tag or not name:
+                name, tag = i["reference"], ""
+            rows.append([name, tag, i["digest"][7:19], _size(i["size"])])
+        print(table(["NAME", "TAG", "DIGEST", "SIZE"], rows))
+    return 0
+
+
+def inspect_images(args: argparse.Namespace) -> int:
+    client = api()
+    found, failed = [], False
+    for ref in args.references:
+        try:
+            found.append(client.request("GET", f"/v1/images/{_quote(ref)}"))
+        except ContainerError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            failed = True
+    if found:
+        print(dumps(found, pretty=True))
+    return 1 if failed else 0
+
+
+def delete_images(args: argparse.Namespace) -> int:
+    client = api()
+    failed = False
+    for ref in args.references:
+        try:
+            print(client.request("DELETE", f"/v1/images/{_quote(ref)}")["deleted"])
+        except ContainerError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+def load_images(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.input)
+    for info in api(timeout=1800).request("POST", "/v1/images/load", {"path": path}):
+        print(info["reference"])
+    return 0
