@@ -11,7 +11,7 @@ trap 'rm -rf "$image_dir"' EXIT
 .venv/bin/python scripts/build_demo_image.py "$image_dir/web.tar"
 
 container system start
-container image load "$image_dir/web.tar"
+container image load -i "$image_dir/web.tar"
 container network list
 container rm -f web >/dev/null 2>&1 || true
 container network inspect foo >/dev/null 2>&1 || container network create foo --subnet 192.168.100.0/24
@@ -19,4 +19,4 @@ container run -d --name web --network foo,mac=02:42:ac:11:00:02 localhost/web:la
 container inspect web --format json | jq '.networks[0]'
 address=$(container inspect web --format json | jq -r '.networks[0].address | split("/")[0]')
 echo "fetching http://$address/ :"
-busybox wget -q -T 5 -O - "http://$address/"
+.venv/bin/python -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")' "http://$address/"
