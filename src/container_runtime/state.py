@@ -1,8 +1,8 @@
 """The state database: one SQLite file (WAL) shared by the API server and the helpers.
 
-Each table has one writer: the API server writes `networks` and `containers`, the
-network helper writes `attachments` and `alloc_cursor`.  Uniqueness of an
-address or MAC on a network is a database constraint, not a Python check.
+Each table has one writer: the API server writes `networks`, `containers` and
+`dns_domains`, the network helper writes `attachments` and `alloc_cursor`.  Uniqueness
+of an address or MAC on a network is a database constraint, not a Python check.
 """
 
 from __future__ import annotations
@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS port_forwards (
     container_ip TEXT NOT NULL,
     container_port INTEGER NOT NULL,
     PRIMARY KEY (protocol, host_ip, host_port)
+);
+CREATE TABLE IF NOT EXISTS dns_domains (
+    domain TEXT PRIMARY KEY,         -- `container system dns create DOMAIN` (lower-case)
+    mechanism TEXT NOT NULL,         -- how the host was pointed at us: resolved | resolv.conf
+    link TEXT,                       -- resolved: the link that carries the route domain
+    address TEXT,                    -- the DNS server address the host was pointed at
+    created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,

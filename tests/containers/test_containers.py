@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import System
 from support.instance import Instance, Result
 from support.registry import closed_port
 
 from container_runtime.client import UnixClient
+
+from .conftest import System
 
 HELLO = "hello from busybox"
 UDP_ECHO = (

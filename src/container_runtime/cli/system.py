@@ -1,4 +1,4 @@
-"""`container system start|stop|status`."""
+"""`container system start|stop|status` (and `system dns`, in dns.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     status = sub.add_parser("status", help="show the daemons, their pids and sockets")
     status.add_argument("--format", choices=["table", "json"], default="table")
     status.set_defaults(handler=system_status)
+    from . import dns
+
+    dns.register(sub)
 
 
 def _apiserver_argv() -> list[str]:
