@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -14,10 +15,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.instance import Instance, NetnsPool  # noqa: E402
 
+REQUIRED_TOOLS = (
+    "ip", "nft", "nsenter", "setpriv", "busybox", "runc", "conmon", "skopeo", "umoci",
+    "docker-registry", "dig",
+)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Refuse to run rather than skip: a skipped test proves nothing.
     if os.geteuid() != 0:
         raise pytest.UsageError("these tests need root (network namespaces, nftables)")
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(f"missing tools: {', '.join(missing)}; run ./scripts/setup.sh")
 
 
 @pytest.fixture

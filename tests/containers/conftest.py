@@ -22,15 +22,6 @@ from support.registry import Registry, build_busybox_image, running_registry  # 
 REQUIRED = ("runc", "conmon", "skopeo", "umoci", "docker-registry", "nsenter")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = [t for t in REQUIRED if shutil.which(t) is None]
-    if missing:
-        here = Path(__file__).parent
-        for item in items:
-            if Path(str(item.fspath)).is_relative_to(here):
-                item.add_marker(pytest.mark.skip(reason=f"missing tools: {', '.join(missing)}"))
-
-
 @pytest.fixture(scope="session")
 def busybox_layout() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="bb-layout-"))

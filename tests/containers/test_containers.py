@@ -370,7 +370,7 @@ def test_bad_input_refused_and_changes_nothing(system: System) -> None:
     inst.cli("network", "rm", "badnet")
 
 
-CRASH_N = 10
+CRASH_N = 20  # the issue: 20 running containers while the API server is killed
 
 
 def test_apiserver_sigkill_containers_keep_running(system: System) -> None:
@@ -427,3 +427,32 @@ def _no_leftovers(system: System) -> Any:
     left = system.inst.cli("ls", "-a", "-q").stdout.split()
     if left:
         system.inst.cli("rm", "-f", *left, check=False)
+
+
+def test_names_resolve_inside_containers_and_vanish_after_rm(system: System) -> None:
+    """The embedded DNS seen from real containers: via /etc/resolv.conf (the gateway),
+    isolated per network, and gone the moment a container is removed."""
+    inst, ref = system.inst, system.image
+    inst.cli("network", "create", "dnsa", "--subnet", "192.168.110.0/24")
+    inst.cli("network", "create", "dnsb", "--subnet", "192.168.111.0/24")
+    try:
+        for name, net in (("alpha", "dnsa"), ("beta", "dnsa"), ("gamma", "dnsb")):
+            inst.cli("run", "-d", "--name", name, "--network", net, ref)
+        beta, gamma = address(inst, "beta"), address(inst, "gamma")
+        for query in ("beta", "beta.test", "BETA.Test"):
+            out = inst.cli("exec", "alpha", "nslookup", query).stdout
+            assert beta in out, (query, out)
+        ptr = inst.cli("exec", "alpha", "nslookup", beta).stdout
+        assert "beta.test" in ptr
+        isolated = inst.cli("exec", "alpha", "nslookup", "gamma", check=False)
+        assert gamma not in isolated.stdout
+        host = inst.sh("dig", "+short", "@127.0.0.1", "-p", "2053", "beta.test").stdout
+        assert host.split() == [beta]
+        inst.cli("rm", "-f", "beta")
+        gone = inst.cli("exec", "alpha", "nslookup", "beta", check=False)
+        assert beta not in gone.stdout
+        host = inst.sh("dig", "+short", "@127.0.0.1", "-p", "2053", "beta.test").stdout
+        assert host.strip() == ""
+    finally:
+        inst.cli("rm", "-f", "alpha", "beta", "gamma", check=False)
+        inst.cli("network", "rm", "dnsa", "dnsb", check=False)
