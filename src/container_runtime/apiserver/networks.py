@@ -94,7 +94,7 @@ class NetworkService:
             row = conn.execute("SELECT * FROM networks WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise NotFound(f"network {name} not found")
-            return self._row_to_network(row, len(self._users(conn, name)))
+            return self._row_to_network(row, self._user_count(conn, name))
 
     def configs(self) -> list[NetworkConfiguration]:
         return [n.configuration for n in self.list()]
@@ -309,10 +309,27 @@ class NetworkService:
         for plugin in sorted(plugins):
             self.helper_for(plugin).request("POST", "/reload", {}, idempotent=True)
 
+    def _user_count(self, conn: sqlite3.Connection, name: str) -> int:
+        """How many containers and bare attachments use a network (counted in SQL)."""
+        row = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT owner FROM attachments WHERE network = :n"
+            " UNION SELECT c.id FROM containers c, json_each(c.config, '$.networks') j"
+            " WHERE json_extract(j.value, '$.network') = :n)",
+            {"n": name},
+        ).fetchone()
+        return int(row[0])
+
     def list(self) -> list[Network]:
         with self.db.read() as conn:
             rows = conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
-            return [self._row_to_network(r, len(self._users(conn, r["name"]))) for r in rows]
+            counts = dict(
+                conn.execute(
+                    "SELECT network, COUNT(*) FROM (SELECT network, owner FROM attachments"
+                    " UNION SELECT json_extract(j.value, '$.network'), c.id"
+                    " FROM containers c, json_each(c.config, '$.networks') j) GROUP BY network"
+                ).fetchall()
+            )
+            return [self._row_to_network(r, counts.get(r["name"], 0)) for r in rows]
 
 
 def _str_list(value: Any) -> list[str]:

@@ -326,7 +326,14 @@ class LinuxDataPlane:
                 try:
                     # Port settings by name in the same batch (the kernel ignores an alias
                     # and bridge-port attributes when it creates a link).
-                    self._rtnl.batch([create, rtnl.mark_port(host, alias, isolated)])
+                    self._rtnl.batch(
+                        [
+                            create,
+                            rtnl.mark_port(host, alias, isolated),
+                            rtnl.no_link_local(host),
+                            rtnl.up_by_name(host),
+                        ]
+                    )
                     break
                 except rtnl.RtnlError as exc:
                     if exc.step > 0:
@@ -355,7 +362,10 @@ class LinuxDataPlane:
             ns = rtnl.Rtnl()
         with ns:
             index = rtnl.ifindex_of(ns.batch([rtnl.get_link(attachment.interface)])[0])
-            msgs = [rtnl.set_up(index), rtnl.new_addr(index, attachment.address)]
+            msgs = []
+            if attachment.ipv6_address is None:
+                msgs.append(rtnl.no_link_local(index=index))
+            msgs += [rtnl.set_up(index), rtnl.new_addr(index, attachment.address)]
             if attachment.ipv6_address is not None:
                 msgs.append(rtnl.new_addr(index, attachment.ipv6_address))
             msgs.append(rtnl.set_up(1))  # loopback is always index 1
@@ -404,6 +414,7 @@ class LinuxDataPlane:
                 )
             except NetlinkError as exc:
                 raise self._create_error(exc.code, attachment, host) from None
+            self._rtnl.batch([rtnl.no_link_local(host)])
             self._ipr.link("set", index=index, master=master, state="up")
             self._rtnl.batch([rtnl.mark_port(host, alias, isolated)])
         except BaseException as exc:

@@ -40,6 +40,10 @@ VETH_INFO_PEER = 1
 IFLA_INFO_SLAVE_DATA = 5
 IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_BRPORT_ISOLATED = 33
+IFLA_AF_SPEC = 26
+AF_INET6 = 10
+IFLA_INET6_ADDR_GEN_MODE = 8
+IN6_ADDR_GEN_MODE_NONE = 1
 
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
@@ -98,7 +102,7 @@ def new_veth(
     peer_mtu: int,
     peer_netns_fd: int,
 ) -> tuple[int, int, bytes]:
-    """RTM_NEWLINK for a veth pair, host end up, the peer born in another namespace.
+    """RTM_NEWLINK for a veth pair, host end down, the peer born in another namespace.
 
     The peer can not be created up: veth_open fails (ENOTCONN) before the pair is linked.
     """
@@ -113,7 +117,7 @@ def new_veth(
         IFLA_INFO_DATA | NLA_F_NESTED, attr(VETH_INFO_PEER, peer_msg)
     )
     body = (
-        ifinfo(flags=IFF_UP, change=IFF_UP)
+        ifinfo()  # brought up by up_by_name() after its IPv6 link-local is switched off
         + attr_str(IFLA_IFNAME, host)
         + attr_u32(IFLA_MTU, host_mtu)
         + attr_u32(IFLA_MASTER, master)
@@ -136,6 +140,23 @@ def mark_port(ifname: str, alias: str, isolated: bool) -> tuple[int, int, bytes]
         + attr(IFLA_LINKINFO | NLA_F_NESTED, attr(IFLA_INFO_SLAVE_DATA | NLA_F_NESTED, slave))
     )
     return RTM_NEWLINK, 0, body
+
+
+def no_link_local(ifname: str = "", index: int = 0) -> tuple[int, int, bytes]:
+    """Switch off IPv6 address generation on a link that is still down.
+
+    Every link-local address costs DAD and MLD multicast that the bridge floods to every
+    port: with hundreds of members that flood made each new attachment slower. Bridge
+    ports need no address at all, and a member needs none without an IPv6 subnet.
+    """
+    mode = attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))
+    spec = attr(IFLA_AF_SPEC | NLA_F_NESTED, attr(AF_INET6 | NLA_F_NESTED, mode))
+    name = attr_str(IFLA_IFNAME, ifname) if ifname else b""
+    return RTM_NEWLINK, 0, ifinfo(index=index) + name + spec
+
+
+def up_by_name(ifname: str) -> tuple[int, int, bytes]:
+    return RTM_NEWLINK, 0, ifinfo(flags=IFF_UP, change=IFF_UP) + attr_str(IFLA_IFNAME, ifname)
 
 
 def set_up(index: int) -> tuple[int, int, bytes]:
