@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
-import re
 import subprocess
 import sys
 import tempfile

@@ -392,7 +392,7 @@ def test_apiserver_sigkill_containers_keep_running(system: System) -> None:
         time.sleep(2.5)  # `dies` exits while nobody watches
         inst.start()
         listed = inst.cli("ls", "--format", "json").json()
-        assert sorted(c["name"] for c in listed if c["name"] in names) == names
+        assert sorted(c["name"] for c in listed if c["name"] in names) == sorted(names)
         dies = inspect(inst, "dies")
         assert dies["state"] == "stopped" and dies["exitCode"] == 0
         held = {a["address"].split("/")[0] for a in attachments(inst, "crash")}

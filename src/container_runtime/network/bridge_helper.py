@@ -22,7 +22,7 @@ from typing import Any
 from ..config import load_config
 from ..daemon import InstanceLock, host_default_mtu, setup_logging, write_pidfile
 from ..errors import ConfigError, Conflict, ContainerError, InvalidArgument, NotFound
-from ..http import Request, Router, UnixHTTPServer
+from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
 from ..state import Database
@@ -368,7 +368,7 @@ def main() -> None:
     db = Database(paths.database)
     helper = BridgeHelper(paths, db, config.dns_domain, config.mtu or host_default_mtu())
     helper.reconcile()
-    server = UnixHTTPServer(
+    server = SelectorHTTPServer(
         paths.helper_socket(PLUGIN),
         build_router(helper),
         mode=0o600,
