@@ -21,26 +21,57 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> ArgumentParser:
-    from . import network, system
+# Which module registers each top-level word. Building every subparser costs ~50 ms
+# (argparse is slow to construct), so a command builds only its own group.
+GROUPS: dict[str, str] = {
+    **dict.fromkeys(("system", "s"), "system"),
+    **dict.fromkeys(("network", "n"), "network"),
+    **dict.fromkeys(("image", "i"), "image"),
+    **dict.fromkeys(
+        (
+            "run",
+            "create",
+            "start",
+            "stop",
+            "kill",
+            "delete",
+            "rm",
+            "list",
+            "ls",
+            "inspect",
+            "logs",
+            "exec",
+        ),
+        "container",
+    ),
+}
+
+
+def _command_word(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> ArgumentParser:
+    """The parser; with argv, only the group its command word needs (all when unknown)."""
+    import importlib
 
     parser = ArgumentParser(prog="container", description="Run containers on Linux.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    system.register(commands)
-    network.register(commands)
-    try:
-        from . import container, image
-    except ImportError:  # pragma: no cover - present once the container runtime lands
-        pass
-    else:
-        container.register(commands)
-        image.register(commands)
+    word = _command_word(argv) if argv is not None else None
+    wanted = [GROUPS[word]] if word in GROUPS else ["system", "network", "container", "image"]
+    for module in wanted:
+        importlib.import_module(f"{__package__}.{module}").register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)
