@@ -34,6 +34,10 @@ class BenchSystem:
     def argv(self, *args: str) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.netns}", str(VENV_BIN / "container"), *args]
 
+    def plain_argv(self, *args: str) -> list[str]:
+        """The CLI as a user runs it: it only needs the socket, not the namespace."""
+        return [str(VENV_BIN / "container"), *args]
+
     def cli(self, *args: str) -> str:
         return subprocess.run(
             self.argv(*args), env=self.env, check=True, capture_output=True, text=True

@@ -363,14 +363,18 @@ class DNSServer:
         except (wire.WireError, struct.error):
             return wire.error_response(data, wire.RCODE_FORMERR)
         max_size = query.udp_size if sock is not None else 65535
-        entry = table.entries.get(query.key)
+        entry = (
+            table.lookup(query.key, query.qname, query.qtype)
+            if query.qclass == wire.QCLASS_IN
+            else None
+        )
         if entry is not None:
             return self._fit(wire.response(query, entry.rcode, entry.ancount, entry.answers),
                              query, max_size)
         if query.qclass != wire.QCLASS_IN and query.qclass != 255:
             return wire.response(query, wire.RCODE_REFUSED)
         snapshot = self.snapshot
-        if query.qname in table.names:
+        if table.has_name(query.qname):
             return wire.response(query, wire.RCODE_NOERROR)  # name exists, no such type
         if snapshot.is_local(query.qname):
             if snapshot.domain and query.qname == snapshot.domain:
