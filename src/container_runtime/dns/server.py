@@ -470,6 +470,11 @@ class DNSServer:
     def refill(self, elapsed: float) -> None:
         if not self.rate or not self.tokens:
             return
+        if len(self.tokens) == 1:
+            # One source alone since the last tick takes nothing from anyone: the limit is
+            # for fairness under contention, not a cap on a lone heavy client.
+            self.tokens.clear()
+            return
         add = self.rate * elapsed
         burst = self.burst
         tokens = self.tokens
