@@ -137,6 +137,30 @@ def test_image_pull_list_inspect_delete(system: System) -> None:
     assert other not in inst.cli("image", "list", "-q").stdout.split()
 
 
+def test_image_load_from_an_archive_and_run_it(system: System, tmp_path: Path) -> None:
+    """`image load -i` (the README's demo path): an OCI archive named localhost/web:latest."""
+    inst = system.inst
+    archive = tmp_path / "web.tar"
+    archive.parent.chmod(0o755)
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{system.layout}:latest",
+         f"oci-archive:{archive}:localhost/web:latest"],
+        check=True,
+    )
+    assert inst.cli("image", "load", "-i", str(archive)).stdout.split() == ["localhost/web:latest"]
+    assert "localhost/web:latest" in inst.cli("image", "ls", "-q").stdout.split()
+    bad = inst.cli("image", "load", "-i", str(tmp_path / "missing.tar"), check=False)
+    assert_refused(bad)
+    inst.cli("network", "create", "loaded", "--subnet", "192.168.120.0/24")
+    try:
+        inst.cli("run", "-d", "--name", "fromtar", "--network", "loaded", "localhost/web:latest")
+        assert wait_http(inst, "http://192.168.120.2/").strip() == HELLO
+    finally:
+        inst.cli("rm", "-f", "fromtar", check=False)
+        inst.cli("network", "rm", "loaded", check=False)
+        inst.cli("image", "rm", "localhost/web:latest", check=False)
+
+
 def test_seed_flow_two_webs_fetch_each_other_third_network_cannot(system: System) -> None:
     inst, ref = system.inst, system.image
     inst.cli("network", "create", "foo", "--subnet", "192.168.100.0/24")

@@ -50,7 +50,7 @@ class NetworkService:
         db: Database,
         config: Config,
         helper_for: Callable[[str], HelperClient],
-        on_change: Callable[[], object] = lambda: None,
+        on_change: Callable[[bool], object] = lambda wait: None,
     ) -> None:
         self.db = db
         self.config = config
@@ -191,7 +191,7 @@ class NetworkService:
                 self._teardown_quietly(config)
                 raise
         log.info(f"container-apiserver: created network {name} ({subnet}, {mode.value})")
-        self.on_change()
+        self.on_change(False)  # no names yet/left: DNS need not ack
         return self.get(name)
 
     def _teardown_quietly(self, config: NetworkConfiguration) -> None:
@@ -250,7 +250,7 @@ class NetworkService:
                 raise Conflict(f"network {name} is in use") from None
         self._teardown_quietly(network.configuration)
         log.info(f"container-apiserver: deleted network {name}")
-        self.on_change()
+        self.on_change(False)  # no names yet/left: DNS need not ack
 
     def prune(self) -> list[str]:
         removed = []
@@ -289,13 +289,13 @@ class NetworkService:
         }
         helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
-        self.on_change()
+        self.on_change(True)
         return Attachment.from_json(reply)
 
     def detach(self, name: str, owner: str) -> Attachment:
         helper = self.helper_for(self.configuration(name).plugin)
         reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
-        self.on_change()
+        self.on_change(True)
         return Attachment.from_json(reply)
 
     def attachments(self, name: str) -> list[Attachment]:

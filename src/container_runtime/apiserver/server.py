@@ -41,11 +41,12 @@ class ApiServer:
         self.helpers: dict[str, HelperClient] = {}
         self.helpers_lock = threading.Lock()
         self.networks = NetworkService(
-            self.db, config, self.helper_for, on_change=lambda: notify_dns(paths.run_dir)
+            self.db,
+            config,
+            self.helper_for,
+            on_change=lambda wait: notify_dns(paths.run_dir, timeout=0.2 if wait else 0),
         )
-        self.containers = ContainerService(
-            self.db, config, paths, self.networks, self.helper_for
-        )
+        self.containers = ContainerService(self.db, config, paths, self.networks, self.helper_for)
 
     def helper_for(self, plugin: str) -> HelperClient:
         with self.helpers_lock:
