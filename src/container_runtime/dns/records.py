@@ -245,6 +245,10 @@ class Snapshot:
             return self.owner_networks[owner]
         return frozenset((listener_network,))
 
+    def release(self) -> None:
+        """Drop the answer tables (they point back here), once a newer snapshot serves."""
+        self._tables.clear()
+
     def table(self, listener_network: str | None, scope: frozenset[str]) -> AnswerTable:
         key = (listener_network, scope)
         table = self._tables.get(key)

@@ -24,7 +24,6 @@ Environment (besides CONTAINER_ROOT / CONTAINER_RUN_DIR / CONTAINER_CONFIG):
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 import os
 import selectors
@@ -183,14 +182,10 @@ class DNSServer:
                 self.poll_conn.close()
                 self.poll_conn = None
             return
+        self.snapshot.release()  # break its table <-> snapshot cycles: freed by refcount
         self.snapshot = snapshot
         self.version = version
         self.generation += 1
-        # The snapshot lives until the next reload: keep its objects out of the cyclic
-        # collector's work, so a full collection never pauses the query loop for long.
-        gc.unfreeze()  # the old snapshot's cycles (tables <-> snapshot) must be collectable
-        gc.collect()
-        gc.freeze()
         for listener in self.listeners.values():
             listener.askers = {}
         self.sync_listeners()
