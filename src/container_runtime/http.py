@@ -190,12 +190,41 @@ def _dispatch(
         return 500, {"error": "internal", "message": f"internal error: {exc}"}
 
 
+def _temporary_path(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    return tmp
+
+
+def _publish(tmp: Path, path: Path, mode: int, gid: int | None) -> None:
+    """Set the listening socket's access, then rename it into place: a client never sees
+    a socket that is not listening yet, or one with the wrong permissions."""
+    os.chmod(tmp, mode)
+    if gid is not None:
+        os.chown(tmp, 0, gid)
+    os.replace(tmp, path)
+
+
 class _Access:
     """Who may call, and where internal errors go (shared by both servers)."""
 
     allowed_gid: int | None
     _on_error: Callable[[BaseException], None] | None
     router: Router
+    socket_path: Path
+
+    def _setup_access(
+        self,
+        path: Path,
+        router: Router,
+        allowed_gid: int | None,
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        self.socket_path = path
+        self.router = router
+        self.allowed_gid = allowed_gid
+        self._on_error = on_error
 
     def authorize(self, uid: int, gid: int) -> None:
         if uid == 0 or uid == os.getuid():
@@ -222,19 +251,10 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer,
         allowed_gid: int | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self.socket_path = path
-        self.router = router
-        self.allowed_gid = allowed_gid
-        self._on_error = on_error
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        super().__init__(str(tmp), _RequestHandler)
-        os.chmod(tmp, mode)
-        if allowed_gid is not None:
-            os.chown(tmp, 0, allowed_gid)
-        # Rename into place: a client never sees a socket that is not yet listening.
-        os.replace(tmp, path)
+        self._setup_access(path, router, allowed_gid, on_error)
+        tmp = _temporary_path(path)
+        super().__init__(str(tmp), _RequestHandler)  # binds and listens
+        _publish(tmp, path, mode, allowed_gid)
 
     def server_activate(self) -> None:
         self.socket.listen(128)
@@ -271,22 +291,14 @@ class SelectorHTTPServer(_Access):
         allowed_gid: int | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self.socket_path = path
-        self.router = router
-        self.allowed_gid = allowed_gid
-        self._on_error = on_error
+        self._setup_access(path, router, allowed_gid, on_error)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
+        tmp = _temporary_path(path)
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.socket.bind(str(tmp))
-        os.chmod(tmp, mode)
-        if allowed_gid is not None:
-            os.chown(tmp, 0, allowed_gid)
         self.socket.listen(128)
-        os.replace(tmp, path)  # clients never see a socket that is not listening yet
+        _publish(tmp, path, mode, allowed_gid)
         self.socket.setblocking(False)
 
     def shutdown(self) -> None:

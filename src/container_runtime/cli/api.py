@@ -1,10 +1,41 @@
-"""The CLI's connection to the API server."""
+"""The CLI's connection to the API server, and helpers for commands over many names."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import Any
+
 from ..client import UnixClient
+from ..errors import ContainerError
 from ..paths import Paths
+
+_SAFE = frozenset("-._~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def api(timeout: float = 120.0) -> UnixClient:
     return UnixClient(Paths.from_env().api_socket, timeout=timeout)
+
+
+def quote(segment: str) -> str:
+    """Percent-encode a URL path segment (names are validated by the server)."""
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in segment)
+
+
+def for_each(names: list[str], action: Callable[[str], Any]) -> int:
+    """Run `action` for every name; an `Error:` line for each that fails; exit status."""
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except ContainerError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+def fetch_each(names: list[str], fetch: Callable[[str], Any]) -> tuple[list[Any], int]:
+    """`fetch` every name; the results found, and the exit status (1 if any failed)."""
+    found: list[Any] = []
+    status = for_each(names, lambda name: found.append(fetch(name)))
+    return found, status

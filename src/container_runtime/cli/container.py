@@ -9,9 +9,8 @@ from typing import Any
 
 from ..client import UnixClient
 from ..errors import ContainerError, NotFound
-from .api import api
+from .api import api, for_each, quote
 from .image import pull_image
-from .network import _quote
 from .output import dumps, table
 
 POLL = 0.1
@@ -53,8 +52,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
     inspect = commands.add_parser("inspect", help="show containers as JSON")
     inspect.add_argument("names", nargs="+", metavar="NAME")
-    inspect.add_argument("--format", choices=["json"], default="json",
-                         help="one JSON object per container per line")
+    inspect.add_argument(
+        "--format", choices=["json"], default="json", help="one JSON object per container per line"
+    )
     inspect.set_defaults(handler=inspect_containers)
 
     logs = commands.add_parser("logs", help="print a container's output")
@@ -79,8 +79,13 @@ def _create_flags(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--network", action="append", default=[], metavar="NAME[,mac=..][,mtu=..]")
-    p.add_argument("-p", "--publish", action="append", default=[],
-                   metavar="[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]")
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]",
+    )
     p.add_argument("--dns", action="append", default=[], metavar="IP")
     p.add_argument("--dns-domain")
     p.add_argument("--dns-search", action="append", default=[])
@@ -94,7 +99,7 @@ def _create_flags(p: argparse.ArgumentParser, run: bool) -> None:
 
 def _ensure_image(client: UnixClient, ref: str, insecure: bool) -> None:
     try:
-        client.request("GET", f"/v1/images/{_quote(ref)}")
+        client.request("GET", f"/v1/images/{quote(ref)}")
     except NotFound:
         pull_image(client, ref, insecure)
 
@@ -148,7 +153,7 @@ def _follow(client: UnixClient, ref: str, until_exit: bool) -> int:
     """Print the log from the start; with until_exit, poll until the container stops and
     return its exit code (125 if it is removed before the code is known)."""
     offset = 0
-    cid = _quote(ref)
+    cid = quote(ref)
     while True:
         try:
             chunk = client.request("GET", f"/v1/containers/{cid}/logs?offset={offset}")
@@ -171,45 +176,34 @@ def _follow(client: UnixClient, ref: str, until_exit: bool) -> int:
         time.sleep(POLL)
 
 
-def _each(names: list[str], action: Any) -> int:
-    failed = False
-    for name in names:
-        try:
-            action(name)
-        except ContainerError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = True
-    return 1 if failed else 0
-
-
 def start_containers(args: argparse.Namespace) -> int:
     client = api()
 
     def start(name: str) -> None:
-        client.request("POST", f"/v1/containers/{_quote(name)}/start", {})
+        client.request("POST", f"/v1/containers/{quote(name)}/start", {})
         print(name)
 
-    return _each(args.names, start)
+    return for_each(args.names, start)
 
 
 def stop_containers(args: argparse.Namespace) -> int:
     client = api(timeout=args.time + 60)
 
     def stop(name: str) -> None:
-        client.request("POST", f"/v1/containers/{_quote(name)}/stop", {"timeout": args.time})
+        client.request("POST", f"/v1/containers/{quote(name)}/stop", {"timeout": args.time})
         print(name)
 
-    return _each(args.names, stop)
+    return for_each(args.names, stop)
 
 
 def kill_containers(args: argparse.Namespace) -> int:
     client = api()
 
     def kill(name: str) -> None:
-        client.request("POST", f"/v1/containers/{_quote(name)}/kill", {"signal": args.signal})
+        client.request("POST", f"/v1/containers/{quote(name)}/kill", {"signal": args.signal})
         print(name)
 
-    return _each(args.names, kill)
+    return for_each(args.names, kill)
 
 
 def delete_containers(args: argparse.Namespace) -> int:
@@ -217,10 +211,10 @@ def delete_containers(args: argparse.Namespace) -> int:
     query = "?force=1" if args.force else ""
 
     def delete(name: str) -> None:
-        client.request("DELETE", f"/v1/containers/{_quote(name)}{query}")
+        client.request("DELETE", f"/v1/containers/{quote(name)}{query}")
         print(name)
 
-    return _each(args.names, delete)
+    return for_each(args.names, delete)
 
 
 def _addresses(c: dict[str, Any]) -> str:
@@ -246,9 +240,9 @@ def inspect_containers(args: argparse.Namespace) -> int:
     client = api()
 
     def inspect(name: str) -> None:
-        print(dumps(client.request("GET", f"/v1/containers/{_quote(name)}")))
+        print(dumps(client.request("GET", f"/v1/containers/{quote(name)}")))
 
-    return _each(args.names, inspect)
+    return for_each(args.names, inspect)
 
 
 def container_logs(args: argparse.Namespace) -> int:
@@ -266,5 +260,5 @@ def exec_container(args: argparse.Namespace) -> int:
     if not args.args:
         raise ContainerError("exec needs a command")
     body = {"args": args.args, "tty": args.tty, "env": args.env, "cwd": args.workdir}
-    argv = api().request("POST", f"/v1/containers/{_quote(args.name)}/exec", body)["argv"]
+    argv = api().request("POST", f"/v1/containers/{quote(args.name)}/exec", body)["argv"]
     return subprocess.call(argv)

@@ -8,9 +8,7 @@ import sys
 from typing import Any
 
 from ..client import UnixClient
-from ..errors import ContainerError
-from .api import api
-from .network import _quote
+from .api import api, fetch_each, for_each, quote
 from .output import dumps, table
 
 
@@ -90,28 +88,20 @@ def list_images(args: argparse.Namespace) -> int:
 
 def inspect_images(args: argparse.Namespace) -> int:
     client = api()
-    found, failed = [], False
-    for ref in args.references:
-        try:
-            found.append(client.request("GET", f"/v1/images/{_quote(ref)}"))
-        except ContainerError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = True
+    found, status = fetch_each(
+        args.references, lambda ref: client.request("GET", f"/v1/images/{quote(ref)}")
+    )
     if found:
         print(dumps(found, pretty=True))
-    return 1 if failed else 0
+    return status
 
 
 def delete_images(args: argparse.Namespace) -> int:
     client = api()
-    failed = False
-    for ref in args.references:
-        try:
-            print(client.request("DELETE", f"/v1/images/{_quote(ref)}")["deleted"])
-        except ContainerError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = True
-    return 1 if failed else 0
+    return for_each(
+        args.references,
+        lambda ref: print(client.request("DELETE", f"/v1/images/{quote(ref)}")["deleted"]),
+    )
 
 
 def load_images(args: argparse.Namespace) -> int:

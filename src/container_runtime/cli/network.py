@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..errors import ContainerError
-from .api import api
+from .api import api, fetch_each, for_each, quote
 from .output import dumps, table
 
 
@@ -110,16 +109,12 @@ def list_networks(args: argparse.Namespace) -> int:
 
 def inspect_networks(args: argparse.Namespace) -> int:
     client = api()
-    found, failed = [], False
-    for name in args.names:
-        try:
-            found.append(client.request("GET", f"/v1/networks/{_quote(name)}"))
-        except ContainerError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = True
+    found, status = fetch_each(
+        args.names, lambda name: client.request("GET", f"/v1/networks/{quote(name)}")
+    )
     if found:
         print(dumps(found, pretty=True))
-    return 1 if failed else 0
+    return status
 
 
 def delete_networks(args: argparse.Namespace) -> int:
@@ -135,15 +130,12 @@ def delete_networks(args: argparse.Namespace) -> int:
         ]
     elif not names:
         raise ContainerError("give at least one network name (or --all)")
-    failed = False
-    for name in names:
-        try:
-            client.request("DELETE", f"/v1/networks/{_quote(name)}")
-            print(name)
-        except ContainerError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = True
-    return 1 if failed else 0
+
+    def delete(name: str) -> None:
+        client.request("DELETE", f"/v1/networks/{quote(name)}")
+        print(name)
+
+    return for_each(names, delete)
 
 
 def prune_networks(_: argparse.Namespace) -> int:
@@ -162,12 +154,12 @@ def attach_network(args: argparse.Namespace) -> int:
         "interface": args.interface,
         "primary": not args.secondary,
     }
-    print(dumps(api().request("POST", f"/v1/networks/{_quote(args.network)}/attachments", body)))
+    print(dumps(api().request("POST", f"/v1/networks/{quote(args.network)}/attachments", body)))
     return 0
 
 
 def detach_network(args: argparse.Namespace) -> int:
-    path = f"/v1/networks/{_quote(args.network)}/attachments/{_quote(args.name)}"
+    path = f"/v1/networks/{quote(args.network)}/attachments/{quote(args.name)}"
     print(dumps(api().request("DELETE", path)))
     return 0
 
@@ -176,9 +168,3 @@ def reload_networks(_: argparse.Namespace) -> int:
     api().request("POST", "/v1/networks/reload", {})
     print("reloaded")
     return 0
-
-
-def _quote(segment: str) -> str:
-    """Percent-encode a path segment (names are validated server-side)."""
-    safe = "-._~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    return "".join(c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in segment)
