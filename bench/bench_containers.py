@@ -34,6 +34,9 @@ from support.registry import build_busybox_image, running_registry  # noqa: E402
 
 from container_runtime.client import UnixClient  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import runc_round  # noqa: E402
+
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
 
@@ -135,16 +138,9 @@ def main() -> None:
             api.request("DELETE", f"/v1/containers/a{i}?force=1")
             api_rm.append(time.perf_counter() - t)
 
-            t = time.perf_counter()
-            subprocess.run(
-                [RUNC, "--root", runc_root, "run", "-d", "-b", str(plain), f"p{i}"],
-                check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            runc_run.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            subprocess.run([RUNC, "--root", runc_root, "delete", "-f", f"p{i}"], check=True)
-            runc_rm.append(time.perf_counter() - t)
+            started, removed = runc_round(RUNC, runc_root, plain, f"p{i}")
+            runc_run.append(started)
+            runc_rm.append(removed)
         print(f"n={args.n}")
         print(f"container run -d (CLI)   {ms(cli_run)}")
         print(f"POST /v1/containers      {ms(api_run)}")

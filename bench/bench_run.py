@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import runc_round  # noqa: E402
 from support.registry import registry_with_busybox  # noqa: E402
 
 from container_runtime.runtime.images import ImageStore  # noqa: E402
@@ -86,16 +88,9 @@ def main() -> None:
             rt.delete(cid, force=True)
             ours_rm.append(time.perf_counter() - t)
 
-            t = time.perf_counter()
-            subprocess.run(
-                [RUNC, "--root", runc_root, "run", "-d", "-b", str(plain), f"p{i}"],
-                check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            runc_start.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            subprocess.run([RUNC, "--root", runc_root, "delete", "-f", f"p{i}"], check=True)
-            runc_rm.append(time.perf_counter() - t)
+            started, removed = runc_round(RUNC, runc_root, plain, f"p{i}")
+            runc_start.append(started)
+            runc_rm.append(removed)
 
         print(f"n={args.n}")
         print(f"ours  create_bundle      {ms(ours_bundle)}")

@@ -84,3 +84,18 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
+
+
+def runc_round(runc: str, runc_root: str, bundle: Path, name: str) -> tuple[float, float]:
+    """The floor: `runc run -d` of a bundle, then `runc delete -f`; seconds for each."""
+    start = time.perf_counter()
+    subprocess.run(
+        [runc, "--root", runc_root, "run", "-d", "-b", str(bundle), name],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = time.perf_counter()
+    subprocess.run([runc, "--root", runc_root, "delete", "-f", name], check=True)
+    return started - start, time.perf_counter() - started
