@@ -521,3 +521,111 @@ def _parse_port_range(text: str, bad: str) -> list[int]:
     if high < low or high - low >= MAX_PORT_RANGE:
         raise InvalidArgument(f"{bad} (bad port range {text!r})")
     return list(range(low, high + 1))
+
+
+def str_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"{what} must be a list of strings")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    nameservers: tuple[str, ...] = ()  # empty: the primary network's gateway
+    domain: str | None = None
+    search: tuple[str, ...] = ()
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """What `container run|create` asked for, validated; stored as JSON in its row."""
+
+    networks: tuple[AttachmentSpec, ...]  # empty: --network none
+    ports: tuple[PortMapping, ...] = ()
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    workdir: str | None = None
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    auto_remove: bool = False
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], default_domain: str | None) -> ContainerConfig:
+        specs = [AttachmentSpec.parse(s) for s in str_list(body.get("networks"), "networks")]
+        if not specs:
+            specs = [AttachmentSpec(DEFAULT_NETWORK)]
+        names = [s.network for s in specs]
+        if "host" in names:
+            raise InvalidArgument("network host is not supported (use a network or none)")
+        if "none" in names and len(specs) > 1:
+            raise InvalidArgument("--network none can not be combined with another network")
+        if "none" in names and (specs[0].mac or specs[0].mtu):
+            raise InvalidArgument("--network none takes no properties")
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise InvalidArgument(f"network {twice} given twice")
+        ports: list[PortMapping] = []
+        for text in str_list(body.get("publish"), "publish"):
+            ports.extend(PortMapping.parse(text))
+        keys: set[tuple[str, int, str]] = set()
+        for p in ports:
+            key = (p.protocol, p.host_port, str(p.host_ip or ""))
+            if key in keys:
+                raise InvalidArgument(f"host port {p.host_port}/{p.protocol} is published twice")
+            keys.add(key)
+        if ports and names == ["none"]:
+            raise InvalidArgument("--publish needs a network (not --network none)")
+        env = str_list(body.get("env"), "env")
+        for item in env:
+            env_key, sep, _ = item.partition("=")
+            if not sep or not env_key or "\x00" in item:
+                raise InvalidArgument(f"invalid environment entry {item!r}: expected KEY=VALUE")
+        nameservers = []
+        for ip in str_list(body.get("dns"), "dns"):
+            try:
+                nameservers.append(str(ipaddress.ip_address(ip)))
+            except ValueError:
+                raise InvalidArgument(f"invalid --dns {ip!r}: not an IP address") from None
+        domain = body.get("dnsDomain")
+        search = [validate_domain(d) for d in str_list(body.get("dnsSearch"), "dnsSearch")]
+        no_dns = bool(body.get("noDns"))
+        if no_dns and nameservers:
+            raise InvalidArgument("--no-dns and --dns can not be combined")
+        cmd, entrypoint = body.get("cmd"), body.get("entrypoint")
+        return cls(
+            networks=tuple(s for s in specs if s.network != "none"),
+            ports=tuple(ports),
+            env=tuple(env),
+            cmd=tuple(str_list(cmd, "cmd")) if cmd else None,
+            entrypoint=tuple(str_list(entrypoint, "entrypoint"))
+            if entrypoint is not None
+            else None,
+            workdir=str(body["workdir"]) if body.get("workdir") else None,
+            dns=DnsSettings(
+                nameservers=tuple(nameservers),
+                domain=validate_domain(str(domain)) if domain else default_domain,
+                search=tuple(search),
+                disabled=no_dns,
+            ),
+            auto_remove=bool(body.get("autoRemove")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "networks": [{"network": s.network, "mac": s.mac, "mtu": s.mtu} for s in self.networks],
+            "ports": [p.to_json() for p in self.ports],
+            "env": list(self.env),
+            "cmd": list(self.cmd) if self.cmd is not None else None,
+            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
+            "workdir": self.workdir,
+            "dns": {
+                "nameservers": list(self.dns.nameservers),
+                "domain": self.dns.domain,
+                "search": list(self.dns.search),
+                "disabled": self.dns.disabled,
+            },
+            "autoRemove": self.auto_remove,
+        }

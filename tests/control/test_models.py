@@ -181,3 +181,40 @@ def test_port_mapping_parse() -> None:
     for bad in ("80", "a:80", "1:2:3:4", "8080:80/sctp", "0:80", "70000:80", "1-3:1-2", "x.y:1:2"):
         with pytest.raises(InvalidArgument):
             PortMapping.parse(bad)
+
+
+def test_container_config_parse_and_refusals() -> None:
+    from container_runtime.models import ContainerConfig
+
+    default = ContainerConfig.parse({}, "test")
+    assert [s.network for s in default.networks] == ["default"] and default.dns.domain == "test"
+    none = ContainerConfig.parse({"networks": ["none"]}, "test")
+    assert none.networks == ()
+    full = ContainerConfig.parse(
+        {
+            "networks": ["foo,mac=02:42:ac:11:00:02", "bar,mtu=1400"],
+            "publish": ["8080:80", "127.0.0.1:53:53/udp"],
+            "env": ["A=1"],
+            "dns": ["10.0.0.53"],
+            "dnsSearch": ["corp"],
+        },
+        "test",
+    )
+    assert full.to_json()["networks"] == [
+        {"network": "foo", "mac": "02:42:ac:11:00:02", "mtu": None},
+        {"network": "bar", "mac": None, "mtu": 1400},
+    ]
+    assert [p.host_port for p in full.ports] == [8080, 53]
+    for body, why in (
+        ({"networks": ["none", "foo"]}, "can not be combined"),
+        ({"networks": ["foo", "foo"]}, "given twice"),
+        ({"networks": ["host"]}, "not supported"),
+        ({"publish": ["80:80", "80:81"]}, "published twice"),
+        ({"networks": ["none"], "publish": ["80:80"]}, "needs a network"),
+        ({"env": ["NOEQUALS"]}, "expected KEY=VALUE"),
+        ({"dns": ["nameserver"]}, "not an IP address"),
+        ({"dns": ["1.1.1.1"], "noDns": True}, "can not be combined"),
+        ({"networks": "foo"}, "must be a list"),
+    ):
+        with pytest.raises(InvalidArgument, match=why):
+            ContainerConfig.parse(body, "test")

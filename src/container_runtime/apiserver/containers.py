@@ -35,14 +35,7 @@ from ..config import Config
 from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..http import Request, Router
-from ..models import (
-    DEFAULT_NETWORK,
-    DEFAULT_PLUGIN,
-    AttachmentSpec,
-    PortMapping,
-    validate_container_name,
-    validate_domain,
-)
+from ..models import DEFAULT_PLUGIN, ContainerConfig, str_list, validate_container_name
 from ..paths import Paths
 from ..runtime.images import ImageInfo, ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
@@ -68,78 +61,9 @@ def _short_hostname(name: str) -> str:
     return short or "container"
 
 
-def _str_list(value: Any, what: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgument(f"{what} must be a list of strings")
-    return list(value)
-
-
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    specs = [AttachmentSpec.parse(s) for s in _str_list(body.get("networks"), "networks")]
-    if not specs:
-        specs = [AttachmentSpec(DEFAULT_NETWORK)]
-    names = [s.network for s in specs]
-    if "host" in names:
-        raise InvalidArgument("network host is not supported (use a network or none)")
-    if "none" in names and len(specs) > 1:
-        raise InvalidArgument("--network none can not be combined with another network")
-    if "none" in names and (specs[0].mac or specs[0].mtu):
-        raise InvalidArgument("--network none takes no properties")
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            raise InvalidArgument(f"network {n} given twice")
-        seen.add(n)
-    ports: list[PortMapping] = []
-    for text in _str_list(body.get("publish"), "publish"):
-        ports.extend(PortMapping.parse(text))
-    keys: set[tuple[str, int, str]] = set()
-    for p in ports:
-        key = (p.protocol, p.host_port, str(p.host_ip or ""))
-        if key in keys:
-            raise InvalidArgument(f"host port {p.host_port}/{p.protocol} is published twice")
-        keys.add(key)
-    if ports and names == ["none"]:
-        raise InvalidArgument("--publish needs a network (not --network none)")
-    env = _str_list(body.get("env"), "env")
-    for item in env:
-        env_key, sep, _ = item.partition("=")
-        if not sep or not env_key or "\x00" in item:
-            raise InvalidArgument(f"invalid environment entry {item!r}: expected KEY=VALUE")
-    nameservers = []
-    for ip in _str_list(body.get("dns"), "dns"):
-        try:
-            nameservers.append(str(ipaddress.ip_address(ip)))
-        except ValueError:
-            raise InvalidArgument(f"invalid --dns {ip!r}: not an IP address") from None
-    domain = body.get("dnsDomain")
-    domain = validate_domain(str(domain)) if domain else config.dns_domain
-    search = [validate_domain(d) for d in _str_list(body.get("dnsSearch"), "dnsSearch")]
-    no_dns = bool(body.get("noDns"))
-    if no_dns and nameservers:
-        raise InvalidArgument("--no-dns and --dns can not be combined")
-    cmd = body.get("cmd")
-    entrypoint = body.get("entrypoint")
-    return {
-        "networks": [
-            {"network": s.network, "mac": s.mac, "mtu": s.mtu} for s in specs if s.network != "none"
-        ],
-        "ports": [p.to_json() for p in ports],
-        "env": env,
-        "cmd": _str_list(cmd, "cmd") if cmd else None,
-        "entrypoint": _str_list(entrypoint, "entrypoint") if entrypoint is not None else None,
-        "workdir": str(body["workdir"]) if body.get("workdir") else None,
-        "dns": {
-            "nameservers": nameservers,
-            "domain": domain,
-            "search": search,
-            "disabled": no_dns,
-        },
-        "autoRemove": bool(body.get("autoRemove")),
-    }
+    return ContainerConfig.parse(body, config.dns_domain).to_json()
 
 
 class ContainerService:
@@ -295,9 +219,12 @@ class ContainerService:
     def delete_image(self, ref: str) -> None:
         norm = normalize_reference(ref)
         with self.db.read() as conn:
-            users = [r[0] for r in conn.execute(
-                "SELECT name FROM containers WHERE image = ? ORDER BY name", (norm,)
-            )]
+            users = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM containers WHERE image = ? ORDER BY name", (norm,)
+                )
+            ]
         if users:
             raise Conflict(f"image {norm} is used by containers {', '.join(users)}")
         self.images.delete(norm)
@@ -311,7 +238,10 @@ class ContainerService:
         for spec in cfg["networks"]:
             self.networks.get(spec["network"])  # NotFound for an unknown network
         process = ProcessSpec.from_image(
-            image, command=cfg["cmd"], entrypoint=cfg["entrypoint"], env=cfg["env"],
+            image,
+            command=cfg["cmd"],
+            entrypoint=cfg["entrypoint"],
+            env=cfg["env"],
             cwd=cfg["workdir"],
         )
         cfg["command"] = list(process.args)
@@ -322,8 +252,11 @@ class ContainerService:
                 validate_container_name(str(name))
             else:
                 taken = set(self._names().values())
-                name = next(f"c-{cid[i:i + 8]}" for i in range(0, 56) if
-                            f"c-{cid[i:i + 8]}" not in taken)
+                name = next(
+                    f"c-{cid[i : i + 8]}"
+                    for i in range(0, 56)
+                    if f"c-{cid[i : i + 8]}" not in taken
+                )
             try:
                 with self.db.write() as conn:
                     conn.execute(
@@ -372,9 +305,11 @@ class ContainerService:
         try:
             plugins = [self._plugin(spec["network"]) for spec in cfg["networks"]]
             sb_plugin = plugins[0] if plugins else DEFAULT_PLUGIN
-            path = str(self.helper_for(sb_plugin).request(
-                "POST", f"/sandboxes/{cid}", {}, idempotent=True
-            )["path"])
+            path = str(
+                self.helper_for(sb_plugin).request(
+                    "POST", f"/sandboxes/{cid}", {}, idempotent=True
+                )["path"]
+            )
             sandbox = (sb_plugin, path)
             hostname = name  # the helper adds the DNS domain: NAME.DOMAIN.
             atts: list[dict[str, Any]] = []
@@ -396,9 +331,7 @@ class ContainerService:
                 atts.append(reply)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
-                forwards = [
-                    {**p, "containerIP": primary_ip} for p in cfg["ports"]
-                ]
+                forwards = [{**p, "containerIP": primary_ip} for p in cfg["ports"]]
                 published = plugins[0]
                 self.helper_for(plugins[0]).request(
                     "PUT", f"/portforwards/{cid}", {"forwards": forwards}
@@ -407,8 +340,11 @@ class ContainerService:
             network_ms = (time.perf_counter() - began) * 1000
             hosts, resolv = self._etc_files(name, cfg, atts)
             process = ProcessSpec.from_image(
-                image, command=cfg.get("cmd"), entrypoint=cfg.get("entrypoint"),
-                env=cfg.get("env"), cwd=cfg.get("workdir"),
+                image,
+                command=cfg.get("cmd"),
+                entrypoint=cfg.get("entrypoint"),
+                env=cfg.get("env"),
+                cwd=cfg.get("workdir"),
             )
             if self.runtime.bundle_path(cid).exists():
                 self.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
@@ -485,9 +421,10 @@ class ContainerService:
         """Free everything networking holds for a container (idempotent)."""
         attached = []
         with self.db.read() as conn:
-            held = {r[0] for r in conn.execute(
-                "SELECT network FROM attachments WHERE owner = ?", (cid,)
-            )}
+            held = {
+                r[0]
+                for r in conn.execute("SELECT network FROM attachments WHERE owner = ?", (cid,))
+            }
             ports = conn.execute(
                 "SELECT 1 FROM port_forwards WHERE owner = ? LIMIT 1", (cid,)
             ).fetchone()
@@ -607,12 +544,14 @@ class ContainerService:
                 parts = raw.split(" ", 3)
                 if len(parts) < 3 or parts[1] not in ("stdout", "stderr"):
                     continue
-                entries.append({
-                    "time": parts[0],
-                    "stream": parts[1],
-                    "text": parts[3] if len(parts) == 4 else "",
-                    "partial": parts[2] == "P",
-                })
+                entries.append(
+                    {
+                        "time": parts[0],
+                        "stream": parts[1],
+                        "text": parts[3] if len(parts) == 4 else "",
+                        "partial": parts[2] == "P",
+                    }
+                )
         more = end >= 0 and len(data) == LOG_CHUNK
         return {
             "entries": entries,
@@ -629,9 +568,9 @@ class ContainerService:
             raise Conflict(f"container {ref} is not running")
         argv = self.runtime.exec_argv(
             cid,
-            _str_list(body.get("args"), "args"),
+            str_list(body.get("args"), "args"),
             tty=bool(body.get("tty")),
-            env=_str_list(body.get("env"), "env"),
+            env=str_list(body.get("env"), "env"),
             cwd=str(body["cwd"]) if body.get("cwd") else None,
         )
         return {"argv": argv}
