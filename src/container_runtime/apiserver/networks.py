@@ -96,9 +96,6 @@ class NetworkService:
                 raise NotFound(f"network {name} not found")
             return self._row_to_network(row, self._user_count(conn, name))
 
-    def configs(self) -> list[NetworkConfiguration]:
-        return [n.configuration for n in self.list()]
-
     # -- creating ---------------------------------------------------------------------------
 
     def ensure_default(self) -> None:
@@ -155,17 +152,18 @@ class NetworkService:
         with self.create_lock:
             if self._exists(name):
                 raise Conflict(f"network {name} already exists")
+            taken = self._taken()
             subnet_text = body.get("subnet")
             if subnet_text:
                 subnet = parse_ipv4_subnet(str(subnet_text))
             elif body.get("gateway"):
                 raise InvalidArgument("--gateway needs --subnet")
             else:
-                subnet = self._free_subnet()
+                subnet = self._free_subnet(taken)
             gateway = parse_gateway(body.get("gateway"), subnet)
-            self._check_overlap(subnet)
+            self._check_overlap(subnet, taken)
             if subnet_v6 is not None:
-                self._check_overlap(subnet_v6)
+                self._check_overlap(subnet_v6, taken)
             config = NetworkConfiguration(
                 name=name,
                 ipv4_subnet=subnet,
@@ -209,25 +207,27 @@ class NetworkService:
 
     def _taken(self) -> list[tuple[AnyNetwork, str]]:
         """Every subnet in use: other networks' and the host's routes (not our bridges)."""
-        networks = self.list()
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT config, bridge FROM networks").fetchall()
         taken: list[tuple[AnyNetwork, str]] = []
-        for n in networks:
-            c = n.configuration
+        for row in rows:
+            c = NetworkConfiguration.from_json(json.loads(row["config"]))
             taken.append((c.ipv4_subnet, f"network {c.name} ({c.ipv4_subnet})"))
             if c.ipv6_subnet is not None:
                 taken.append((c.ipv6_subnet, f"network {c.name} ({c.ipv6_subnet})"))
-        ours = {n.status.bridge for n in networks if n.status.bridge}
+        ours = {row["bridge"] for row in rows if row["bridge"]}
         for route in host_routes(ours):
             taken.append((route.network, f"host route {route}"))
         return taken
 
-    def _check_overlap(self, subnet: AnyNetwork) -> None:
-        for other, what in self._taken():
+    @staticmethod
+    def _check_overlap(subnet: AnyNetwork, taken: list[tuple[AnyNetwork, str]]) -> None:
+        for other, what in taken:
             if other.version == subnet.version and subnet.overlaps(other):  # type: ignore[arg-type]
                 raise Conflict(f"subnet {subnet} overlaps {what}")
 
-    def _free_subnet(self) -> ipaddress.IPv4Network:
-        taken = [n for n, _ in self._taken() if isinstance(n, ipaddress.IPv4Network)]
+    def _free_subnet(self, in_use: list[tuple[AnyNetwork, str]]) -> ipaddress.IPv4Network:
+        taken = [n for n, _ in in_use if isinstance(n, ipaddress.IPv4Network)]
         pool = self.config.pool
         for candidate in pool.subnets(new_prefix=self.config.pool_prefix):
             if not any(candidate.overlaps(t) for t in taken):

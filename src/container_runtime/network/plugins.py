@@ -71,8 +71,23 @@ def load_manifest(path: Path) -> PluginManifest:
         raise InvalidArgument(f"invalid plugin manifest {path}: {exc}") from None
 
 
+_FOUND: dict[tuple[str, tuple[str, ...], str], PluginManifest] = {}
+
+
 def find_plugin(name: str, extra_dirs: tuple[str, ...] = ()) -> PluginManifest:
+    """The plugin's manifest. Found ones are remembered per plugin path (a network create
+    should not re-read TOML); an unknown name is looked up afresh every time, so a plugin
+    installed later is seen."""
     validate_plugin_name(name)
+    key = (name, extra_dirs, os.environ.get("CONTAINER_PLUGIN_PATH", ""))
+    if key in _FOUND:
+        return _FOUND[key]
+    manifest = _find_plugin(name, extra_dirs)
+    _FOUND[key] = manifest
+    return manifest
+
+
+def _find_plugin(name: str, extra_dirs: tuple[str, ...]) -> PluginManifest:
     for directory in plugin_dirs(extra_dirs):
         path = directory / f"{name}.toml"
         if path.is_file():

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Extra Debian packages the benchmarks compare against (peers and load tools):
+# dnsperf, aardvark-dns, dnsmasq. Run after ./scripts/setup.sh, as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends dnsperf aardvark-dns dnsmasq-base
