@@ -65,7 +65,9 @@ class BenchSystem:
 
 
 def time_process(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
-    """Wall times in ms of running a whole process."""
+    """Wall times in ms of running a whole process (after two warm-up runs)."""
+    for _ in range(2):
+        subprocess.run(argv, env=env, capture_output=True, check=True)
     times = []
     for _ in range(runs):
         start = time.perf_counter()

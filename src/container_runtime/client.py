@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pathlib costs ~7 ms to import; the CLI only needs a string
+    from pathlib import Path
 
 from .errors import PermissionDenied, Unavailable
 from .errors import from_json as error_from_json
@@ -19,7 +21,9 @@ from .errors import from_json as error_from_json
 class UnixClient:
     """A keep-alive JSON client; not thread-safe (use one per thread)."""
 
-    def __init__(self, path: Path, timeout: float = 60.0, what: str = "container system") -> None:
+    def __init__(
+        self, path: Path | str, timeout: float = 60.0, what: str = "container system"
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self.what = what

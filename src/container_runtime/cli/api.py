@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..client import UnixClient
 from ..errors import ContainerError
-from ..paths import Paths
 
 _SAFE = frozenset("-._~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def api(timeout: float = 120.0) -> UnixClient:
-    return UnixClient(Paths.from_env().api_socket, timeout=timeout)
+    # The same path as paths.Paths.api_socket, without importing pathlib (start-up time).
+    run_dir = os.environ.get("CONTAINER_RUN_DIR", "/run/container")
+    return UnixClient(os.path.join(run_dir, "apiserver.sock"), timeout=timeout)
 
 
 def quote(segment: str) -> str:
