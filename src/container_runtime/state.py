@@ -71,6 +71,11 @@ CREATE TABLE IF NOT EXISTS dns_domains (
     address TEXT,                    -- the DNS server address the host was pointed at
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dns_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    network TEXT,                    -- NULL: networks or DNS domains changed (reload all)
+    owner TEXT
+);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -84,6 +89,32 @@ CREATE TABLE IF NOT EXISTS containers (
     finished_at TEXT
 );
 """
+
+
+# The change log the DNS server follows, so it re-reads only the attachments that changed
+# (a full reload costs ~7 us per attachment). Written by triggers inside each writer's own
+# transaction; only the last 10,000 changes are kept (a reader further behind reloads all).
+_LOG = "INSERT INTO dns_changes(network, owner) VALUES ({row})"
+_TRIM = "DELETE FROM dns_changes WHERE seq <= (SELECT MAX(seq) FROM dns_changes) - 10000"
+TRIGGERS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} BEGIN "
+    f"{_LOG.format(row=row)}; {_TRIM}; END"
+    for name, event, table, row in (
+        ("dns_attach", "INSERT", "attachments", "NEW.network, NEW.owner"),
+        ("dns_detach", "DELETE", "attachments", "OLD.network, OLD.owner"),
+        (
+            "dns_reattach",
+            "UPDATE OF hostname, address, ipv6",
+            "attachments",
+            "NEW.network, NEW.owner",
+        ),
+        ("dns_net_add", "INSERT", "networks", "NULL, NULL"),
+        ("dns_net_del", "DELETE", "networks", "NULL, NULL"),
+        ("dns_net_set", "UPDATE OF config", "networks", "NULL, NULL"),
+        ("dns_dom_add", "INSERT", "dns_domains", "NULL, NULL"),
+        ("dns_dom_del", "DELETE", "dns_domains", "NULL, NULL"),
+    )
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -107,6 +138,8 @@ def initialise(path: Path) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for trigger in TRIGGERS:
+                conn.execute(trigger)
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),

@@ -119,9 +119,11 @@ def _matches(reply: bytes, query: bytes, qid: int) -> bool:
         return False
     # Same question (case-insensitive): guards against stray or spoofed datagrams.
     qlen = _question_len(query)
-    return qlen > 0 and reply[4:6] == query[4:6] and reply[12 : 12 + qlen].lower() == query[
-        12 : 12 + qlen
-    ].lower()
+    return (
+        qlen > 0
+        and reply[4:6] == query[4:6]
+        and reply[12 : 12 + qlen].lower() == query[12 : 12 + qlen].lower()
+    )
 
 
 def _question_len(query: bytes) -> int:

@@ -98,9 +98,7 @@ class AnswerTable:
         if self._records(self._snapshot.by_qname.get(qname)):
             return True
         address = _from_reverse(qname) if qname.endswith("arpa") else None
-        return address is not None and bool(
-            self._records(self._snapshot.by_text.get(str(address)))
-        )
+        return address is not None and bool(self._records(self._snapshot.by_text.get(str(address))))
 
     def lookup(self, key: bytes, qname: str, qtype: int) -> Entry | None:
         entry = self.entries.get(key)
@@ -179,8 +177,16 @@ def _network_info(name: str, config_text: str) -> NetworkInfo:
     return NetworkInfo(name, gw4, gw6, sub4, sub6)
 
 
+Key = tuple[str, str]  # (network, owner): one attachment
+
+
 class Snapshot:
-    """One consistent read of the database, plus lazily built answer tables."""
+    """One consistent view of the database, plus lazily built answer tables.
+
+    Built whole by `load_snapshot`, or derived from the previous one by `with_changes`
+    with only the attachments that changed (copying the indexes is C-speed; only the
+    changed names are recomputed in Python).
+    """
 
     def __init__(
         self,
@@ -189,25 +195,17 @@ class Snapshot:
         domain: str | None,
         ttl: int,
         extra_domains: tuple[str, ...] = (),
+        seq: int = 0,
     ) -> None:
         self.networks = networks
-        self.records = records
         self.domain = domain
         self.ttl = ttl
+        self.seq = seq  # the last dns_changes entry this view includes
         # Host domains (`container system dns create`): container names are answered under
         # each, anything else there is forwarded (unlike the config domain, they may be
         # real domains, whose other names must keep working).
         self.extra_domains = tuple(d for d in dict.fromkeys(extra_domains) if d and d != domain)
         self.suffixes = ((domain,) if domain else ()) + self.extra_domains
-        self.owner_networks: dict[str, frozenset[str]] = {}
-        self.by_address: dict[tuple[str | None, str], str] = {}
-        nets: dict[str, set[str]] = {}
-        for rec in records:
-            nets.setdefault(rec.owner, set()).add(rec.network)
-            for text in rec.texts:
-                self.by_address[(rec.network, text)] = rec.owner
-                self.by_address.setdefault((None, text), rec.owner)
-        self.owner_networks = {owner: frozenset(n) for owner, n in nets.items()}
         self.all_networks = frozenset(networks)
         # The host itself: a query to a gateway from the host comes from a gateway address
         # (systemd-resolved pointed at a bridge by `system dns create`); it sees every network.
@@ -217,15 +215,6 @@ class Snapshot:
             for gw in (info.gateway4, info.gateway6)
             if gw is not None
         )
-        self._tables: dict[tuple[str | None, frozenset[str]], AnswerTable] = {}
-        # Every answerable name -> its records, and address text -> records (for PTR).
-        self.by_qname: dict[str, list[Record]] = {}
-        self.by_text: dict[str, list[Record]] = {}
-        for rec in records:
-            for qname in rec.qnames:
-                self.by_qname.setdefault(qname, []).append(rec)
-            for text in rec.texts:
-                self.by_text.setdefault(text, []).append(rec)
         subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for info in networks.values():
             if info.subnet4 is not None:
@@ -233,14 +222,90 @@ class Snapshot:
             if info.subnet6 is not None:
                 subnets.append(info.subnet6)
         self.subnets = tuple(subnets)
+        self._tables: dict[tuple[str | None, frozenset[str]], AnswerTable] = {}
+        # Indexes: attachment -> record; every answerable name -> records; address text ->
+        # records (PTR, askers); owner -> records (its networks).
+        self.by_key: dict[Key, Record] = {}
+        self.by_qname: dict[str, list[Record]] = {}
+        self.by_text: dict[str, list[Record]] = {}
+        self.by_owner: dict[str, list[Record]] = {}
+        for rec in records:
+            self._add(rec)
+        self.owner_networks = {
+            owner: frozenset(r.network for r in recs) for owner, recs in self.by_owner.items()
+        }
+
+    @property
+    def records(self) -> list[Record]:
+        return list(self.by_key.values())
+
+    def _add(self, rec: Record) -> None:
+        self.by_key[(rec.network, rec.owner)] = rec
+        for qname in rec.qnames:
+            self.by_qname.setdefault(qname, []).append(rec)
+        for text in rec.texts:
+            self.by_text.setdefault(text, []).append(rec)
+        self.by_owner.setdefault(rec.owner, []).append(rec)
+
+    def with_changes(self, changed: dict[Key, Record | None], seq: int) -> Snapshot:
+        """A new snapshot: this one with `changed` attachments replaced (None = gone)."""
+        new = object.__new__(Snapshot)
+        new.__dict__.update(self.__dict__)
+        new.seq = seq
+        new._tables = {}
+        new.by_key = dict(self.by_key)
+        new.by_qname = dict(self.by_qname)
+        new.by_text = dict(self.by_text)
+        new.by_owner = dict(self.by_owner)
+        new.owner_networks = dict(self.owner_networks)
+        touched_owners: set[str] = set()
+        for key, rec in changed.items():
+            old = new.by_key.pop(key, None)
+            if old is not None:  # copy the affected lists: the old snapshot keeps its own
+                for index, keys in (
+                    (new.by_qname, old.qnames),
+                    (new.by_text, old.texts),
+                    (new.by_owner, (old.owner,)),
+                ):
+                    for k in keys:
+                        rest = [r for r in index.get(k, ()) if r is not old]
+                        if rest:
+                            index[k] = rest
+                        else:
+                            index.pop(k, None)
+                touched_owners.add(old.owner)
+            if rec is not None:
+                new.by_key[key] = rec
+                for index, keys in (
+                    (new.by_qname, rec.qnames),
+                    (new.by_text, rec.texts),
+                    (new.by_owner, (rec.owner,)),
+                ):
+                    for k in keys:
+                        index[k] = [*index.get(k, ()), rec]
+                touched_owners.add(rec.owner)
+        for owner in touched_owners:
+            recs = new.by_owner.get(owner)
+            if recs:
+                new.owner_networks[owner] = frozenset(r.network for r in recs)
+            else:
+                new.owner_networks.pop(owner, None)
+        return new
+
+    def owner_at(self, network: str | None, text: str) -> str | None:
+        """The owner of an address (on one network, or on any when network is None)."""
+        for rec in self.by_text.get(text, ()):
+            if network is None or rec.network == network:
+                return rec.owner
+        return None
 
     def scope_of(self, listener_network: str | None, source: str) -> frozenset[str]:
         """Which networks an asker may see names of."""
         if listener_network is None or source in self.host_addresses:
             return self.all_networks
-        owner = self.by_address.get((listener_network, source))
+        owner = self.owner_at(listener_network, source)
         if owner is None:
-            owner = self.by_address.get((None, source))
+            owner = self.owner_at(None, source)
         if owner is not None:
             return self.owner_networks[owner]
         return frozenset((listener_network,))
@@ -297,17 +362,30 @@ def _from_reverse(qname: str) -> Address | None:
         return None
 
 
+def _read_only(database: Path) -> sqlite3.Connection:
+    uri = f"file:{database}?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+
+
+def _last_change(conn: sqlite3.Connection) -> int:
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM dns_changes").fetchone()[0])
+    except sqlite3.OperationalError:  # a database from before the change log existed
+        return 0
+
+
+_ATTACHMENT_COLUMNS = "network, owner, hostname, address, ipv6"
+
+
 def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
     """Read networks and attachments in one read transaction (read-only connection)."""
-    uri = f"file:{database}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+    conn = _read_only(database)
     extra: list[str] = []
     try:
         conn.execute("BEGIN")
+        seq = _last_change(conn)
         net_rows = conn.execute("SELECT name, config FROM networks").fetchall()
-        att_rows = conn.execute(
-            "SELECT network, owner, hostname, address, ipv6 FROM attachments"
-        ).fetchall()
+        att_rows = conn.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments").fetchall()
         try:
             extra = [str(r[0]).lower() for r in conn.execute("SELECT domain FROM dns_domains")]
         except sqlite3.OperationalError:  # a database from before the table existed
@@ -316,7 +394,64 @@ def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
     finally:
         conn.close()
     networks = {str(name): _network_info(str(name), str(cfg)) for name, cfg in net_rows}
-    return build_snapshot(networks, att_rows, domain, ttl, tuple(extra))
+    return build_snapshot(networks, att_rows, domain, ttl, tuple(extra), seq)
+
+
+def update_snapshot(old: Snapshot, database: Path) -> Snapshot | None:
+    """The old snapshot plus the attachments changed since it (dns_changes); None when a
+    full reload is needed (networks or domains changed, or the log was trimmed past us)."""
+    conn = _read_only(database)
+    try:
+        conn.execute("BEGIN")
+        try:
+            rows = conn.execute(
+                "SELECT seq, network, owner FROM dns_changes WHERE seq > ? ORDER BY seq",
+                (old.seq,),
+            ).fetchall()
+            first = conn.execute("SELECT MIN(seq) FROM dns_changes").fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
+        if not rows:
+            return old
+        if first is None or first > old.seq + 1 or any(r[1] is None for r in rows):
+            return None
+        keys = list(dict.fromkeys((str(r[1]), str(r[2])) for r in rows))
+        changed: dict[Key, Record | None] = {}
+        for network, owner in keys:
+            row = conn.execute(
+                f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments WHERE network = ? AND owner = ?",
+                (network, owner),
+            ).fetchone()
+            changed[(network, owner)] = (
+                _record(row, old.domain, old.extra_domains) if row is not None else None
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return old.with_changes(changed, int(rows[-1][0]))
+
+
+def _record(
+    row: tuple[Any, ...], domain: str | None, extra_domains: tuple[str, ...]
+) -> Record | None:
+    network, owner, hostname, address, ipv6 = row
+    try:
+        addr4 = IPv4(int(address))
+    except (ValueError, TypeError):
+        log.warning("attachment %s/%s: bad address %r", network, owner, address)
+        return None
+    owner_l = str(owner).lower()
+    host = str(hostname or owner).strip(".").lower()
+    first = host.split(".")[0] if host else owner_l
+    names = tuple(dict.fromkeys(n for n in (owner_l, first) if n))
+    fqdn = host if "." in host or not domain else f"{host}.{domain}"
+    addr6 = _parse_v6(ipv6)
+    texts = (str(addr4),) + ((str(addr6),) if addr6 is not None else ())
+    suffixes = ((domain,) if domain else ()) + extra_domains
+    qnames = tuple(
+        dict.fromkeys([fqdn, *names, *(f"{n}.{sfx}" for n in names for sfx in suffixes)])
+    )
+    return Record(str(network), str(owner), names, fqdn, addr4, addr6, texts, qnames)
 
 
 def build_snapshot(
@@ -325,41 +460,22 @@ def build_snapshot(
     domain: str | None,
     ttl: int,
     extra_domains: tuple[str, ...] = (),
+    seq: int = 0,
 ) -> Snapshot:
+    extra_domains = tuple(d for d in dict.fromkeys(extra_domains) if d and d != domain)
     records: list[Record] = []
     cache: dict[tuple[Any, ...], Record] = {}
     for row in rows:
         # Rows that did not change since the last reload keep their parsed Record: parsing
         # addresses dominated a reload of thousands of attachments.
         key = (*row, domain, extra_domains)
-        rec = _RECORDS.get(key)
+        rec = _RECORDS.get(key) or _record(row, domain, extra_domains)
         if rec is not None:
             cache[key] = rec
             records.append(rec)
-            continue
-        network, owner, hostname, address, ipv6 = row
-        try:
-            addr4 = IPv4(int(address))
-        except (ValueError, TypeError):
-            log.warning("attachment %s/%s: bad address %r", network, owner, address)
-            continue
-        owner_l = str(owner).lower()
-        host = str(hostname or owner).strip(".").lower()
-        first = host.split(".")[0] if host else owner_l
-        names = tuple(dict.fromkeys(n for n in (owner_l, first) if n))
-        fqdn = host if "." in host or not domain else f"{host}.{domain}"
-        addr6 = _parse_v6(ipv6)
-        texts = (str(addr4),) + ((str(addr6),) if addr6 is not None else ())
-        suffixes = ((domain,) if domain else ()) + extra_domains
-        qnames = tuple(
-            dict.fromkeys([fqdn, *names, *(f"{n}.{sfx}" for n in names for sfx in suffixes)])
-        )
-        rec = Record(str(network), str(owner), names, fqdn, addr4, addr6, texts, qnames)
-        cache[key] = rec
-        records.append(rec)
     _RECORDS.clear()
     _RECORDS.update(cache)
-    return Snapshot(networks, records, domain, ttl, extra_domains)
+    return Snapshot(networks, records, domain, ttl, extra_domains, seq)
 
 
 _RECORDS: dict[tuple[Any, ...], Record] = {}

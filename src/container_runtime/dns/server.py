@@ -45,7 +45,7 @@ from ..paths import Paths
 from . import wire
 from .control import ACK_PREFIX, control_path
 from .forward import Forwarder, choose_upstreams
-from .records import AnswerTable, Snapshot, data_version, load_snapshot
+from .records import AnswerTable, Snapshot, data_version, load_snapshot, update_snapshot
 
 log = logging.getLogger("container-dns")
 
@@ -173,7 +173,11 @@ class DNSServer:
         try:
             version = data_version(conn) if conn is not None else -1
             if conn is not None:
-                snapshot = load_snapshot(self.paths.database, self.domain, self.ttl)
+                snapshot = (
+                    update_snapshot(self.snapshot, self.paths.database)
+                    if self.snapshot.networks
+                    else None
+                ) or load_snapshot(self.paths.database, self.domain, self.ttl)
             else:
                 snapshot = Snapshot({}, [], self.domain, self.ttl)
         except sqlite3.Error as exc:
@@ -182,6 +186,9 @@ class DNSServer:
                 self.poll_conn.close()
                 self.poll_conn = None
             return
+        if snapshot is self.snapshot:
+            self.version = version
+            return  # nothing changed for us
         self.snapshot.release()  # break its table <-> snapshot cycles: freed by refcount
         self.snapshot = snapshot
         self.version = version
@@ -195,7 +202,9 @@ class DNSServer:
         )
         log.debug(
             "loaded %d records on %d networks (generation %d)",
-            len(snapshot.records), len(snapshot.networks), self.generation,
+            len(snapshot.records),
+            len(snapshot.networks),
+            self.generation,
         )
 
     def sync_listeners(self) -> None:
@@ -370,8 +379,9 @@ class DNSServer:
             else None
         )
         if entry is not None:
-            return self._fit(wire.response(query, entry.rcode, entry.ancount, entry.answers),
-                             query, max_size)
+            return self._fit(
+                wire.response(query, entry.rcode, entry.ancount, entry.answers), query, max_size
+            )
         if query.qclass != wire.QCLASS_IN and query.qclass != 255:
             return wire.response(query, wire.RCODE_REFUSED)
         snapshot = self.snapshot
@@ -565,4 +575,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -195,8 +195,9 @@ def error_response(data: bytes, rcode: int) -> bytes | None:
     """FORMERR/NOTIMP-style answer without a question, or None when not even a header."""
     if len(data) < 12 or data[2] & 0x80:
         return None
-    return _HDR.pack(_U16.unpack_from(data, 0)[0], 0x80 | (data[2] & 0x79), 0x80 | rcode,
-                     0, 0, 0, 0)
+    return _HDR.pack(
+        _U16.unpack_from(data, 0)[0], 0x80 | (data[2] & 0x79), 0x80 | rcode, 0, 0, 0, 0
+    )
 
 
 def truncated(query: Query) -> bytes:
