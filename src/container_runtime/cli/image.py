@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..client import UnixClient
+from ..errors import ContainerError
 from .api import api, fetch_each, for_each, quote
 from .output import dumps, table
 
@@ -42,10 +43,19 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def pull_image(client: UnixClient, reference: str, insecure: bool) -> dict[str, Any]:
     # The API answers once the pull is over; its progress lines are printed then, so
-    # that a refused pull is still one `Error:` line.
-    info: dict[str, Any] = client.request(
-        "POST", "/v1/images/pull", {"reference": reference, "insecure": insecure}
-    )
+    # that a refused pull is still one `Error:` line. On a terminal a status line shows
+    # while it runs, and is erased again if the pull is refused.
+    live = sys.stderr.isatty()
+    if live:
+        print(f"Pulling {reference} ...", end="\r", file=sys.stderr, flush=True)
+    try:
+        info: dict[str, Any] = client.request(
+            "POST", "/v1/images/pull", {"reference": reference, "insecure": insecure}
+        )
+    except ContainerError:
+        if live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        raise
     print(f"Pulling {reference} ...", file=sys.stderr)
     for line in info.get("progress") or []:
         print(line, file=sys.stderr)
