@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.instance import Instance, Result
+from support.instance import Instance, Result, assert_refused, attachments
 from support.registry import closed_port
-
-from container_runtime.client import UnixClient
 
 from .conftest import System
 
@@ -39,15 +37,6 @@ UDP_ASK = (
 )
 
 
-def assert_refused(result: Result, *fragments: str) -> None:
-    assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def inspect(inst: Instance, name: str) -> dict[str, Any]:
     out = inst.cli("inspect", name, "--format", "json").stdout.splitlines()
     assert len(out) == 1
@@ -56,14 +45,6 @@ def inspect(inst: Instance, name: str) -> dict[str, Any]:
 
 def address(inst: Instance, name: str, index: int = 0) -> str:
     return str(inspect(inst, name)["networks"][index]["address"]).split("/")[0]
-
-
-def attachments(inst: Instance, network: str) -> list[dict[str, Any]]:
-    client = UnixClient(inst.run_dir / "apiserver.sock")
-    try:
-        return list(client.request("GET", f"/v1/networks/{network}/attachments"))
-    finally:
-        client.close()
 
 
 def wget(inst: Instance, container: str, url: str, timeout: int = 3) -> Result:
@@ -111,10 +92,12 @@ def snapshot(inst: Instance) -> tuple[Any, ...]:
     atts = {n["id"]: attachments(inst, n["id"]) for n in nets}
     links = sorted(link["ifname"] for link in inst.links())
     rules = inst.sh("nft", "list", "ruleset").stdout
-    sandboxes = sorted(os.listdir(inst.run_dir / "netns")) if (inst.run_dir / "netns").exists() \
-        else []
-    bundles = sorted(os.listdir(inst.root / "containers")) \
-        if (inst.root / "containers").exists() else []
+    sandboxes = (
+        sorted(os.listdir(inst.run_dir / "netns")) if (inst.run_dir / "netns").exists() else []
+    )
+    bundles = (
+        sorted(os.listdir(inst.root / "containers")) if (inst.root / "containers").exists() else []
+    )
     return json.dumps(containers, sort_keys=True), atts, links, rules, sandboxes, bundles
 
 
@@ -143,8 +126,13 @@ def test_image_load_from_an_archive_and_run_it(system: System, tmp_path: Path) -
     archive = tmp_path / "web.tar"
     archive.parent.chmod(0o755)
     subprocess.run(
-        ["skopeo", "copy", "--quiet", f"oci:{system.layout}:latest",
-         f"oci-archive:{archive}:localhost/web:latest"],
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"oci:{system.layout}:latest",
+            f"oci-archive:{archive}:localhost/web:latest",
+        ],
         check=True,
     )
     assert inst.cli("image", "load", "-i", str(archive)).stdout.split() == ["localhost/web:latest"]
@@ -166,8 +154,9 @@ def test_seed_flow_two_webs_fetch_each_other_third_network_cannot(system: System
     inst.cli("network", "create", "foo", "--subnet", "192.168.100.0/24")
     inst.cli("network", "create", "bar", "--subnet", "192.168.101.0/24")
     try:
-        inst.cli("run", "-d", "--name", "web", "--network", "foo,mac=02:42:ac:11:00:02,mtu=1400",
-                 ref)
+        inst.cli(
+            "run", "-d", "--name", "web", "--network", "foo,mac=02:42:ac:11:00:02,mtu=1400", ref
+        )
         inst.cli("run", "-d", "--name", "web2", "--network", "foo", ref)
         inst.cli("run", "-d", "--name", "other", "--network", "bar", ref)
         web = inspect(inst, "web")
@@ -234,11 +223,23 @@ def test_published_tcp_udp_ports_and_hairpin(system: System) -> None:
     inst.sh("ip", "link", "set", "hostif", "up")
     inst.sh("ip", "link", "set", "hostpeer", "up")
     try:
-        inst.cli("run", "-d", "--name", "pub", "-p", "8080:80", "-p", "127.0.0.1:8081:80",
-                 "-p", "5353:5353/udp", ref)
+        inst.cli(
+            "run",
+            "-d",
+            "--name",
+            "pub",
+            "-p",
+            "8080:80",
+            "-p",
+            "127.0.0.1:8081:80",
+            "-p",
+            "5353:5353/udp",
+            ref,
+        )
         info = inspect(inst, "pub")
-        published = {(p["hostPort"], p["containerPort"], p["protocol"])
-                     for p in info["publishedPorts"]}
+        published = {
+            (p["hostPort"], p["containerPort"], p["protocol"]) for p in info["publishedPorts"]
+        }
         assert published == {(8080, 80, "tcp"), (8081, 80, "tcp"), (5353, 5353, "udp")}
         assert wait_http(inst, "http://127.0.0.1:8080/").strip() == HELLO
         assert host_wget(inst, "http://10.99.0.1:8080/").stdout.strip() == HELLO
@@ -248,7 +249,8 @@ def test_published_tcp_udp_ports_and_hairpin(system: System) -> None:
         sandbox = inst.run_dir / "netns" / f"sb-{cid[:32]}"
         echo = subprocess.Popen(
             ["nsenter", f"--net={sandbox}", sys.executable, "-c", UDP_ECHO, "5353"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             time.sleep(0.3)
@@ -276,7 +278,8 @@ def test_host_port_in_use_refused(system: System) -> None:
     inst, ref = system.inst, system.image
     listener = subprocess.Popen(
         inst.in_ns(["busybox", "nc", "-l", "-p", "9090"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(0.3)
@@ -291,13 +294,23 @@ def test_host_port_in_use_refused(system: System) -> None:
 
 def test_lifecycle_logs_exec_stop_start_kill(system: System) -> None:
     inst, ref = system.inst, system.image
-    fg = inst.cli("run", "--rm", "-e", "WHO=world", ref, "sh", "-c",
-                  "echo hello $WHO; echo oops >&2; exit 3", check=False)
+    fg = inst.cli(
+        "run",
+        "--rm",
+        "-e",
+        "WHO=world",
+        ref,
+        "sh",
+        "-c",
+        "echo hello $WHO; echo oops >&2; exit 3",
+        check=False,
+    )
     assert fg.returncode == 3 and fg.stdout == "hello world\n" and fg.stderr == "oops\n"
     assert inst.cli("ls", "-a", "-q").stdout.strip() == ""
 
-    cid = inst.cli("create", "--name", "lc", ref, "sh", "-c",
-                   "echo started; exec httpd -f -p 80 -h /www").stdout.strip()
+    cid = inst.cli(
+        "create", "--name", "lc", ref, "sh", "-c", "echo started; exec httpd -f -p 80 -h /www"
+    ).stdout.strip()
     assert inspect(inst, "lc")["state"] == "created"
     assert inst.cli("ls", "-q").stdout.strip() == ""
     assert inst.cli("ls", "-a", "-q").stdout.strip() == cid
@@ -359,22 +372,27 @@ def test_bad_input_refused_and_changes_nothing(system: System) -> None:
         (["run", "-d", "UPPER/case"], ("invalid image reference",)),
         (["image", "pull", f"{registry}/test/nosuch:1"], ("not found",)),
         (["run", "-d", "--network", "nosuch", ref], ("network nosuch not found",)),
-        (["run", "-d", "--network", "badnet,color=red", ref],
-         ("'color=red'", "valid properties: mac=, mtu=")),
+        (
+            ["run", "-d", "--network", "badnet,color=red", ref],
+            ("'color=red'", "valid properties: mac=, mtu="),
+        ),
         (["run", "-d", "--network", "badnet,mac=zz", ref], ("invalid MAC",)),
         (["run", "-d", "--network", "badnet,mtu=100", ref], ("between 1280 and 65535",)),
         (["run", "-d", "--name", "holder", ref], ("container name holder is already in use",)),
         (["run", "-d", "--name", "bad name!", ref], ("invalid container name",)),
-        (["run", "-d", "--network", "badnet,mac=02:00:00:00:00:09", ref],
-         ("MAC address 02:00:00:00:00:09 is already used on network badnet",
-          "container holder")),
+        (
+            ["run", "-d", "--network", "badnet,mac=02:00:00:00:00:09", ref],
+            ("MAC address 02:00:00:00:00:09 is already used on network badnet", "container holder"),
+        ),
         (["run", "-d", "-p", "80", ref], ("invalid publish spec '80'",)),
         (["run", "-d", "-p", "70000:80", ref], ("out of range",)),
         (["run", "-d", "-p", "8000-8001:80", ref], ("ranges differ",)),
         (["run", "-d", "-p", "8000:80/sctp", ref], ("tcp or udp",)),
         (["run", "-d", "-p", "8000:80", "-p", "8000:81", ref], ("published twice",)),
-        (["run", "-d", "--network", "none", "--network", "badnet", ref],
-         ("--network none can not be combined",)),
+        (
+            ["run", "-d", "--network", "none", "--network", "badnet", ref],
+            ("--network none can not be combined",),
+        ),
         (["run", "-d", "--network", "none", "-p", "8000:80", ref], ("--publish needs a network",)),
         (["run", "-d", "--dns", "not-an-ip", ref], ("invalid --dns",)),
         (["start", "holder"], ("container holder is already running",)),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.instance import Instance
+from support.instance import Instance, assert_refused
 
 
 def networks(inst: Instance) -> list[dict[str, Any]]:
@@ -23,15 +23,6 @@ def snapshot(inst: Instance) -> tuple[Any, ...]:
     links = sorted(link["ifname"] for link in inst.links())
     rules = inst.sh("nft", "-j", "list", "ruleset").stdout
     return json.dumps(nets, sort_keys=True), attachments, links, rules
-
-
-def assert_refused(result: Any, *fragments: str) -> None:
-    assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_seed_flow_and_listing(instance: Instance) -> None:

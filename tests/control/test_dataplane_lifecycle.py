@@ -13,9 +13,8 @@ import sqlite3
 import time
 from typing import Any
 
-from support.instance import Instance, NetnsPool
+from support.instance import Instance, NetnsPool, attachments
 
-from container_runtime.client import UnixClient
 from container_runtime.dataplane import LinuxDataPlane
 
 
@@ -26,14 +25,6 @@ def link_names(inst: Instance) -> set[str]:
 def our_table(inst: Instance) -> str:
     result = inst.sh("nft", "-j", "list", "table", "inet", "container", check=False)
     return result.stdout if result.returncode == 0 else ""
-
-
-def attachments(inst: Instance, network: str) -> list[dict[str, Any]]:
-    client = UnixClient(inst.run_dir / "apiserver.sock")
-    try:
-        return list(client.request("GET", f"/v1/networks/{network}/attachments"))
-    finally:
-        client.close()
 
 
 def bridge_of(inst: Instance, network: str) -> str:

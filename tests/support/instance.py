@@ -175,3 +175,24 @@ class Instance:
         for mount in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def assert_refused(result: Result, *fragments: str) -> None:
+    """A refusal: non-zero exit and exactly one `Error: ...` line naming the fragments."""
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def attachments(inst: Instance, network: str) -> list[dict[str, Any]]:
+    """A network's attachments, straight from the API."""
+    from container_runtime.client import UnixClient
+
+    client = UnixClient(inst.run_dir / "apiserver.sock")
+    try:
+        return list(client.request("GET", f"/v1/networks/{network}/attachments"))
+    finally:
+        client.close()
