@@ -36,6 +36,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from container_runtime import state  # noqa: E402
+from container_runtime.daemon import terminate  # noqa: E402
 
 SRV_NS = f"dnsbench-srv-{os.getpid()}"
 CLI_NS = f"dnsbench-cli-{os.getpid()}"
@@ -104,13 +105,9 @@ class Bench:
 
     def cleanup(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc.poll() is None:  # not yet reaped: its pid is still its own
+                terminate(proc.pid, timeout=3)  # SIGTERM, then SIGKILL
+            proc.wait()
         for ns in (CLI_NS, SRV_NS):
             self.kill_ns_pids(ns)
             sh("ip", "netns", "del", ns, check=False)
@@ -129,12 +126,8 @@ class Bench:
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc.pid, timeout=5)
+        proc.wait()
         # aardvark-dns forks into the background: end whatever we left in the namespace
         self.kill_ns_pids(SRV_NS)
 

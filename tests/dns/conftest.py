@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from container_runtime import state
+from container_runtime.daemon import terminate  # noqa: E402
 from container_runtime.dns.control import notify_dns
 from container_runtime.models import NetworkConfiguration
 
@@ -266,13 +267,9 @@ class Lab:
         for agent in self.agents.values():
             agent.stop()
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc.poll() is None:  # not yet reaped: its pid is still its own
+                terminate(proc.pid, timeout=3)  # SIGTERM, then SIGKILL
+            proc.wait()
         for name in reversed(self.namespaces):
             ip("netns", "del", name, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
