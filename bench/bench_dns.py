@@ -6,8 +6,12 @@ bridge gateway (10.88.0.1:53) inside a throwaway namespace, pinned to one core w
 taskset; dnsperf runs in a client namespace (10.88.0.2, itself a "container" on the
 network) pinned to another core.  Per server:
   1. throughput run: dnsperf -l DURATION (default 100 outstanding queries), no -v;
-  2. latency run: dnsperf -v for a shorter time at a fixed rate (default 20k q/s,
-     below every server's capacity): p50/p99 from per-query latencies.
+  2. latency run: dnsperf -v at a fixed rate (default 20k q/s, below every server's
+     capacity) for --latency-duration seconds: p50/p99 from per-query latencies, without
+     the first --warmup seconds of queries (dnsperf's own start; the same for every
+     server).
+Rounds are interleaved and the server order is reversed every other round, so neither
+time-correlated noise on the VM nor "runs right after another server" favours anyone.
 
 Run as root:  PYTHONPATH=src python bench/bench_dns.py [--names 100] [--duration 8]
 Cleans up namespaces and processes on exit (also on failure / Ctrl-C).
@@ -56,6 +60,19 @@ def in_ns(ns: str, cpu: int | None, *argv: str) -> list[str]:
     return cmd + list(argv)
 
 
+def cpu_times() -> list[int]:
+    """The aggregate `cpu` line of /proc/stat (user nice system idle iowait irq softirq
+    steal ...), in ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8])
+    return 100.0 * delta[7] / total if total > 0 and len(delta) > 7 else 0.0
+
+
 def address(index: int) -> str:
     return f"10.88.{(index + 10) // 256}.{(index + 10) % 256}"
 
@@ -69,15 +86,18 @@ class Result:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     lat_qps: float = 0.0
+    steal_pct: float = 0.0  # hypervisor steal time during the latency run
     note: str = ""
 
 
 class Bench:
     def __init__(self, names: int, duration: float, lat_rate: int, srv_cpu: int,
-                 cli_cpu: int) -> None:
+                 cli_cpu: int, lat_duration: float = 6.0, warmup: float = 0.5) -> None:
         self.n = names
         self.duration = duration
         self.lat_rate = lat_rate
+        self.lat_duration = lat_duration
+        self.warmup = warmup
         self.srv_cpu = srv_cpu
         self.cli_cpu = cli_cpu
         self.tmp = Path(tempfile.mkdtemp(prefix="dnsbench-"))
@@ -230,17 +250,18 @@ class Bench:
     def dnsperf(self, verbose: bool) -> tuple[str, list[float]]:
         argv = ["dnsperf", "-s", GATEWAY, "-d", str(self.tmp / "queries.txt"), "-t", "2"]
         if verbose:
-            argv += ["-v", "-l", str(max(2.0, self.duration / 2)), "-Q", str(self.lat_rate)]
+            argv += ["-v", "-l", str(self.lat_duration + self.warmup), "-Q", str(self.lat_rate)]
         else:
             argv += ["-l", str(self.duration)]
         out = subprocess.run(in_ns(CLI_NS, self.cli_cpu, *argv), capture_output=True,
-                             text=True, timeout=self.duration * 3 + 30)
+                             text=True, timeout=self.duration + self.lat_duration * 2 + 30)
         latencies: list[float] = []
         if verbose:
             for line in out.stdout.splitlines():
                 m = re.match(r"^> \S+ .* ([0-9.]+)$", line)
                 if m:
                     latencies.append(float(m.group(1)) * 1000.0)
+            del latencies[: int(self.warmup * self.lat_rate)]  # in completion order
         return out.stdout + out.stderr, latencies
 
     def measure(self, label: str, start: Callable[[], subprocess.Popen[bytes]]) -> Result:
@@ -260,7 +281,9 @@ class Bench:
             result.qps = float(qps.group(1))
             result.avg_ms = float(avg.group(1)) * 1000 if avg else 0.0
             result.lost = lost.group(1) if lost else "?"
+            before = cpu_times()
             text, lat = self.dnsperf(verbose=True)
+            result.steal_pct = steal_percent(before, cpu_times())
             if lat:
                 lat.sort()
                 result.p50_ms = statistics.median(lat)
@@ -289,7 +312,10 @@ def median_result(label: str, rs: list[Result]) -> Result:
         lat_qps=statistics.median(r.lat_qps for r in ok),
     )
     qs = sorted(r.qps for r in ok)
-    out.note = f"q/s {qs[0]:.0f}-{qs[-1]:.0f}" + "".join(f"; {r.note}" for r in rs if r.note)
+    p99s = "/".join(f"{r.p99_ms:.1f}({r.steal_pct:.0f}%)" for r in ok)
+    out.note = f"q/s {qs[0]:.0f}-{qs[-1]:.0f}; p99 {p99s}" + "".join(
+        f"; {r.note}" for r in rs if r.note
+    )
     return out
 
 
@@ -299,6 +325,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--latency-rate", type=int, default=20000,
                         help="q/s of the latency run (dnsperf -Q)")
+    parser.add_argument("--latency-duration", type=float, default=6.0,
+                        help="seconds of the latency run, after the warm-up")
+    parser.add_argument("--warmup", type=float, default=0.5,
+                        help="seconds of queries left out at the start of the latency run")
     parser.add_argument("--server-cpu", type=int, default=1, help="-1: not pinned")
     parser.add_argument("--client-cpu", type=int, default=0, help="-1: not pinned")
     parser.add_argument("--rounds", type=int, default=3)
@@ -311,7 +341,7 @@ def main() -> int:
         print("dnsperf is not installed (apt-get install dnsperf)", file=sys.stderr)
         return 2
     bench = Bench(args.names, args.duration, args.latency_rate, args.server_cpu,
-                  args.client_cpu)
+                  args.client_cpu, args.latency_duration, args.warmup)
     wanted = set(filter(None, args.only.split(","))) or {"container", "aardvark", "dnsmasq"}
     servers: list[tuple[str, Callable[[], subprocess.Popen[bytes]] | None]] = []
     if "container" in wanted:
@@ -327,8 +357,8 @@ def main() -> int:
     try:
         bench.setup()
         # interleaved rounds: noise on this VM (steal time) is time-correlated
-        for _ in range(args.rounds):
-            for label, start in servers:
+        for round_no in range(args.rounds):
+            for label, start in servers if round_no % 2 == 0 else servers[::-1]:
                 if start is None:
                     rounds[label].append(Result(label, note="not installed"))
                 else:
@@ -338,8 +368,9 @@ def main() -> int:
     results = [median_result(label, rs) for label, rs in rounds.items()]
     print(f"\n{args.names} names, server on CPU {args.server_cpu}, dnsperf on CPU "
           f"{args.client_cpu}; throughput run {args.duration:g} s (100 outstanding); "
-          f"latency run at {args.latency_rate} q/s with dnsperf -v; median of {args.rounds} "
-          "interleaved rounds (q/s range in note)")
+          f"latency run at {args.latency_rate} q/s with dnsperf -v for {args.latency_duration:g} s "
+          f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds "
+          "(note: q/s range; each round's p99 with the VM's steal time during it)")
     header = (f"{'server':32} {'q/s':>9} {'avg ms':>7} {'lost':>14} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'lat-run q/s':>11}  note")
     print(header)

@@ -13,11 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from support import resolved  # noqa: E402
 from support.instance import Instance, NetnsPool  # noqa: E402
 
 REQUIRED_TOOLS = (
-    "ip", "nft", "nsenter", "setpriv", "busybox", "runc", "conmon", "skopeo", "umoci",
-    "docker-registry", "dig",
+    "ip", "nft", "nsenter", "setpriv", "unshare", "busybox", "runc", "conmon", "skopeo",
+    "umoci", "docker-registry", "dig", "dbus-daemon",
 )
 
 
@@ -26,6 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if os.geteuid() != 0:
         raise pytest.UsageError("these tests need root (network namespaces, nftables)")
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    missing += resolved.missing_files()  # extracted, not installed: see scripts/setup.sh
     if missing:
         raise pytest.UsageError(f"missing tools: {', '.join(missing)}; run ./scripts/setup.sh")
 

@@ -1,15 +1,19 @@
 """The embedded DNS server through the real daemons (issue 5): names from `network
 attach`, real queries (dnspython, busybox nslookup, dig) from member namespaces and
-from the host, isolation, forwarding, `system dns`, and supervision."""
+from the host, isolation, forwarding, `system dns` (with a stand-in resolvectl, and
+through a real systemd-resolved), and supervision."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from support.instance import Instance, NetnsPool
+from support.resolved import RESOLVECTL, Resolved
 
 from .helpers import Upstream, ask, ask_many, attach, busybox_nslookup, dig, wait_for
 
@@ -230,6 +234,112 @@ def test_system_dns(stopped_instance: Instance, netns_pool: NetnsPool) -> None:
     assert listed() == []
     assert dig(inst, "alpha.dev.internal")[0] == "SERVFAIL"
     assert dig(inst, "alpha.corp.example")[0] == "SERVFAIL"
+
+
+@pytest.fixture
+def resolved(stopped_instance: Instance) -> Iterator[Resolved]:
+    """A real systemd-resolved in the instance's namespace (support/resolved.py); the
+    instance's daemons see it: the extracted resolvectl first on PATH, the private bus."""
+    inst = stopped_instance
+    daemon = Resolved(inst.netns, inst.base / "resolved")
+    try:
+        daemon.start()
+        inst.env["PATH"] = f"{RESOLVECTL.parent}:{inst.env['PATH']}"
+        inst.env["DBUS_SYSTEM_BUS_ADDRESS"] = daemon.address
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _link_setting(resolved: Resolved, verb: str, link: str) -> str:
+    """`resolvectl dns|domain|default-route LINK` without the `Link N (LINK):` prefix."""
+    out = resolved.resolvectl(verb, link).stdout.strip()
+    head, _, value = out.partition(":")
+    assert head.endswith(f"({link})"), out
+    return value.strip()
+
+
+def test_system_dns_through_systemd_resolved(
+    stopped_instance: Instance, netns_pool: NetnsPool, resolved: Resolved
+) -> None:
+    inst, pool = stopped_instance, netns_pool
+    inst.env["CONTAINER_DNS_UPSTREAMS"] = "10.93.0.3"  # dead: names not ours SERVFAIL, fast
+    inst.start()
+    _, web_ip = attach(inst, pool, "default", "web")  # also gives the bridge a carrier
+    bridge = inst.cli("network", "inspect", "default").json()[0]["status"]["bridge"]
+    gateway = "192.168.64.1"
+    assert bridge
+    assert _link_setting(resolved, "dns", bridge) == ""
+
+    def stub(name: str) -> tuple[str, list[str]]:
+        """Asked the way the host asks: resolved's stub listener."""
+        return dig(inst, name, server="127.0.0.53", port=53)
+
+    def server_up() -> None:
+        """`system start` returns only once container-dns serves: asked at once, with no
+        retry, our server answers on the gateway (else resolved would get a refusal)."""
+        assert dig(inst, "web", server=gateway, port=53) == ("NOERROR", [web_ip])
+
+    server_up()
+
+    def status() -> str:
+        return resolved.resolvectl("status", bridge).stdout
+
+    # Before: resolved has nowhere to send the name.
+    assert web_ip not in stub("web.lab.example")[1]
+
+    made = inst.cli("system", "dns", "create", "lab.example").stdout.strip()
+    how = f"systemd-resolved: ~lab.example on {bridge} via {gateway}"
+    assert made == f"dns domain lab.example created ({how})"
+    inst.cli("system", "dns", "create", "dev.example")
+    listed = inst.cli("system", "dns", "list", "--format", "json").json()
+    assert [(d["domain"], d["mechanism"], d["link"], d["address"]) for d in listed] == [
+        ("dev.example", "resolved", bridge, gateway),
+        ("lab.example", "resolved", bridge, gateway),
+    ]
+    # What resolved itself now holds for the bridge.
+    assert _link_setting(resolved, "dns", bridge) == gateway
+    assert _link_setting(resolved, "domain", bridge).split() == ["~dev.example", "~lab.example"]
+    assert _link_setting(resolved, "default-route", bridge) == "no"
+    # ... set explicitly (this resolved would also infer it from the route-only domains).
+    assert f"{bridge}: Bus client set default route setting: no" in resolved.log.read_text()
+    assert f"DNS Servers: {gateway}" in status()
+
+    # The host resolves NAME.DOMAIN through resolved, which asks our server on the bridge.
+    assert stub("web.lab.example") == ("NOERROR", [web_ip])
+    assert stub("WEB.dev.example") == ("NOERROR", [web_ip])
+    query = resolved.resolvectl("query", "web.lab.example").stdout
+    assert f"web.lab.example: {web_ip}" in query and f"link: {bridge}" in query, query
+    # Only the host domains go there: our config domain `test` does not (no default route).
+    assert web_ip not in stub("web.test")[1]
+
+    # Deleting one domain leaves the other on the link.
+    inst.cli("system", "dns", "delete", "dev.example")
+    assert _link_setting(resolved, "domain", bridge) == "~lab.example"
+    assert web_ip not in stub("web.dev.example")[1]
+    assert stub("web.lab.example") == ("NOERROR", [web_ip])
+
+    # Deleting the last one reverts the link: no server, no domain, no answer.
+    inst.cli("system", "dns", "delete", "lab.example")
+    assert _link_setting(resolved, "dns", bridge) == ""
+    assert _link_setting(resolved, "domain", bridge) == ""
+    assert "DNS Servers" not in status() and "lab.example" not in status()
+    gone = stub("web.lab.example")
+    assert gone[0] != "NOERROR" and web_ip not in gone[1], gone
+
+    # The settings live on the link: a link that lost them (as a recreated bridge does) gets
+    # them back when the API server starts.
+    inst.cli("system", "dns", "create", "lab.example")
+    assert stub("web.lab.example") == ("NOERROR", [web_ip])
+    inst.cli("system", "stop")
+    resolved.resolvectl("revert", bridge)
+    assert _link_setting(resolved, "domain", bridge) == ""
+    inst.start()
+    server_up()
+    assert _link_setting(resolved, "dns", bridge) == gateway
+    assert _link_setting(resolved, "domain", bridge) == "~lab.example"
+    assert _link_setting(resolved, "default-route", bridge) == "no"
+    assert stub("web.lab.example") == ("NOERROR", [web_ip])
 
 
 def test_dns_server_restarted_after_sigkill(instance: Instance, netns_pool: NetnsPool) -> None:

@@ -79,6 +79,9 @@ class ApiServer:
                 pidfile=self.paths.run_dir / "dns.pid",
                 logfile=self.paths.run_dir / "dns.log",
                 marker="container-dns",
+                # ready = it acknowledged a reload: listeners bound, names loaded, so
+                # `system start` returns with names already resolving
+                probe=lambda: notify_dns(self.paths.run_dir, timeout=0.5),
             )
         )
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class SupervisedProcess:
     logfile: Path
     marker: str  # a string in its cmdline, to recognise a stale instance
     env: dict[str, str] = field(default_factory=dict)
+    # readiness of a helper without an HTTP socket (True = serving); None = at once
+    probe: Callable[[], bool] | None = None
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     stopping: bool = False
@@ -79,9 +82,17 @@ class Supervisor:
             proc.pidfile.write_text(f"{proc.process.pid}\n")
 
     def _wait_ready(self, proc: SupervisedProcess, timeout: float = 15.0) -> bool:
-        if proc.socket is None:
-            return True
         deadline = time.monotonic() + timeout
+        if proc.socket is None:
+            if proc.probe is None:
+                return True
+            while time.monotonic() < deadline:
+                if proc.process is None or proc.process.poll() is not None:
+                    return False
+                if proc.probe():
+                    return True
+                time.sleep(0.01)
+            return False
         client = UnixClient(proc.socket, timeout=2.0, what=proc.name)
         try:
             while time.monotonic() < deadline:
