@@ -253,16 +253,22 @@ class Bench:
             argv += ["-v", "-l", str(self.lat_duration + self.warmup), "-Q", str(self.lat_rate)]
         else:
             argv += ["-l", str(self.duration)]
-        out = subprocess.run(in_ns(CLI_NS, self.cli_cpu, *argv), capture_output=True,
-                             text=True, timeout=self.duration + self.lat_duration * 2 + 30)
+        # Into a file, not a pipe: a reader in this process would wake on the measured
+        # CPUs and, when late, block dnsperf's writes and so inflate its latencies.
+        log = self.tmp / "dnsperf.out"
+        with log.open("w") as sink:
+            subprocess.run(in_ns(CLI_NS, self.cli_cpu, *argv), stdout=sink,
+                           stderr=subprocess.STDOUT,
+                           timeout=self.duration + self.lat_duration * 2 + 30)
+        text = log.read_text()
         latencies: list[float] = []
         if verbose:
-            for line in out.stdout.splitlines():
+            for line in text.splitlines():
                 m = re.match(r"^> \S+ .* ([0-9.]+)$", line)
                 if m:
                     latencies.append(float(m.group(1)) * 1000.0)
             del latencies[: int(self.warmup * self.lat_rate)]  # in completion order
-        return out.stdout + out.stderr, latencies
+        return text, latencies
 
     def measure(self, label: str, start: Callable[[], subprocess.Popen[bytes]]) -> Result:
         result = Result(label)
