@@ -85,6 +85,7 @@ class Result:
     lost: str = ""
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    p99_quiet_ms: float | None = None  # median p99 of the rounds with little steal
     lat_qps: float = 0.0
     steal_pct: float = 0.0  # hypervisor steal time during the latency run
     note: str = ""
@@ -304,7 +305,7 @@ class Bench:
         return result
 
 
-def median_result(label: str, rs: list[Result]) -> Result:
+def median_result(label: str, rs: list[Result], quiet_steal: float = 3.0) -> Result:
     ok = [r for r in rs if r.qps > 0]
     if not ok:
         return Result(label, note="; ".join(sorted({r.note for r in rs})))
@@ -318,6 +319,8 @@ def median_result(label: str, rs: list[Result]) -> Result:
         lat_qps=statistics.median(r.lat_qps for r in ok),
     )
     qs = sorted(r.qps for r in ok)
+    quiet = [r.p99_ms for r in ok if r.steal_pct <= quiet_steal]
+    out.p99_quiet_ms = statistics.median(quiet) if quiet else None
     p99s = "/".join(f"{r.p99_ms:.1f}({r.steal_pct:.0f}%)" for r in ok)
     out.note = f"q/s {qs[0]:.0f}-{qs[-1]:.0f}; p99 {p99s}" + "".join(
         f"; {r.note}" for r in rs if r.note
@@ -335,6 +338,8 @@ def main() -> int:
                         help="seconds of the latency run, after the warm-up")
     parser.add_argument("--warmup", type=float, default=0.5,
                         help="seconds of queries left out at the start of the latency run")
+    parser.add_argument("--quiet-steal", type=float, default=3.0,
+                        help="steal %% up to which a round counts as quiet (p99 quiet column)")
     parser.add_argument("--server-cpu", type=int, default=1, help="-1: not pinned")
     parser.add_argument("--client-cpu", type=int, default=0, help="-1: not pinned")
     parser.add_argument("--rounds", type=int, default=3)
@@ -371,19 +376,22 @@ def main() -> int:
                     rounds[label].append(bench.measure(label, start))
     finally:
         bench.cleanup()
-    results = [median_result(label, rs) for label, rs in rounds.items()]
+    results = [median_result(label, rs, args.quiet_steal) for label, rs in rounds.items()]
     print(f"\n{args.names} names, server on CPU {args.server_cpu}, dnsperf on CPU "
           f"{args.client_cpu}; throughput run {args.duration:g} s (100 outstanding); "
           f"latency run at {args.latency_rate} q/s with dnsperf -v for {args.latency_duration:g} s "
           f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds "
-          "(note: q/s range; each round's p99 with the VM's steal time during it)")
+          "(note: q/s range; each round's p99 with the VM's steal time during it); p99 quiet: "
+          f"median p99 of the rounds with steal <= {args.quiet_steal:g}% (n: how many)")
     header = (f"{'server':32} {'q/s':>9} {'avg ms':>7} {'lost':>14} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'lat-run q/s':>11}  note")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'p99 quiet':>12} {'lat-run q/s':>11}  note")
     print(header)
     print("-" * len(header))
     for r in results:
+        n_quiet = sum(1 for x in rounds[r.server] if x.qps > 0 and x.steal_pct <= args.quiet_steal)
+        quiet = f"{r.p99_quiet_ms:.3f} (n={n_quiet})" if r.p99_quiet_ms is not None else "- (n=0)"
         print(f"{r.server:32} {r.qps:9.0f} {r.avg_ms:7.3f} {r.lost:>14} "
-              f"{r.p50_ms:7.3f} {r.p99_ms:7.3f} {r.lat_qps:11.0f}  {r.note}")
+              f"{r.p50_ms:7.3f} {r.p99_ms:7.3f} {quiet:>12} {r.lat_qps:11.0f}  {r.note}")
     return 0
 
 
