@@ -4,7 +4,7 @@ Owns: the UDP/TCP listeners (each network's gateway, port 53, bound with FREEBIN
 they can exist before the bridge address; 127.0.0.1:2053 for the host), the control
 socket `$CONTAINER_RUN_DIR/dns.ctl` (reload + acknowledgement), the periodic
 `PRAGMA data_version` poll, per-source rate limiting, and the choice between a
-precomputed local answer, NXDOMAIN and forwarding.
+precomputed local answer, NXDOMAIN and forwarding.  Rate limiting: ratelimit.py.
 
 Hot path: one non-blocking UDP socket per address drained in a tight recvfrom/sendto
 loop; a question matching a precomputed (name, qtype, scope) answer is served by
@@ -45,6 +45,7 @@ from ..paths import Paths
 from . import wire
 from .control import ACK_PREFIX, control_path
 from .forward import Forwarder, choose_upstreams
+from .ratelimit import SourceLimiter
 from .records import AnswerTable, Snapshot, data_version, load_snapshot, update_snapshot
 
 log = logging.getLogger("container-dns")
@@ -52,11 +53,10 @@ log = logging.getLogger("container-dns")
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
 POLL_INTERVAL = 1.0  # data_version fallback poll and listener retry
-TICK = 0.05  # rate-limiter refill
 MAX_UDP_BATCH = 256
 MAX_TCP_CONNECTIONS = 128
 TCP_IDLE_TIMEOUT = 5.0
-MAX_SOURCES = 65536  # bound on per-source state (rate buckets, scope cache)
+MAX_SOURCES = 65536  # bound on per-source state (scope cache)
 SOCKET_BUFFER = 4 << 20
 
 _FAST_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
@@ -121,13 +121,13 @@ class DNSServer:
         self.port = _env_int("CONTAINER_DNS_PORT", 53)
         self.host_port = _env_int("CONTAINER_DNS_HOST_PORT", 2053)
         self.ttl = max(0, _env_int("CONTAINER_DNS_TTL", 5))
-        self.rate = max(0, _env_int("CONTAINER_DNS_RATE", 20000))
-        self.burst = float(max(1, _env_int("CONTAINER_DNS_BURST", 2 * self.rate or 1)))
+        rate = max(0, _env_int("CONTAINER_DNS_RATE", 20000))
+        burst = max(1, _env_int("CONTAINER_DNS_BURST", 2 * rate or 1))
+        # None: no limit (CONTAINER_DNS_RATE=0)
+        self.limiter = SourceLimiter(rate, burst, time.monotonic()) if rate else None
         self.selector = selectors.DefaultSelector()
         self.listeners: dict[tuple[str | None, str, int], Listener] = {}
         self.snapshot = Snapshot({}, [], self.domain, self.ttl)
-        self.tokens: dict[str, float] = {}  # absent = a full bucket
-        self.dropped = 0
         self.running = True
         self.tcp_connections = 0
         self.tcp_lock = threading.Lock()
@@ -302,13 +302,11 @@ class DNSServer:
         sock = listener.udp
         recvfrom = sock.recvfrom
         sendto = sock.sendto
-        tokens = self.tokens
+        limiter = self.limiter
         fast_counts = _FAST_COUNTS
 
         def on_readable(_sock: Any) -> None:
             askers = listener.askers
-            limit = self.rate > 0
-            burst = self.burst
             for _ in range(MAX_UDP_BATCH):
                 try:
                     data, addr = recvfrom(4096)
@@ -317,12 +315,11 @@ class DNSServer:
                 except OSError:
                     continue  # e.g. ICMP errors reported on the socket
                 source = addr[0]
-                if limit:
-                    left = tokens.get(source, burst) - 1.0
-                    if left < 0.0:
-                        self.dropped += 1
+                if limiter is not None:  # SourceLimiter.allow, inlined
+                    if source != limiter.lone:
+                        limiter.saw(source)
+                    if limiter.contended and not limiter.take(source):
                         continue
-                    tokens[source] = left
                 table = askers.get(source)
                 if table is None:
                     table = self._table_for(listener, source)
@@ -445,11 +442,8 @@ class DNSServer:
                 data = self._recv_exact(conn, length)
                 if data is None:
                     return
-                if self.rate:
-                    left = self.tokens.get(source, self.burst) - 1.0
-                    if left < 0.0:
-                        return  # flood over TCP: hang up
-                    self.tokens[source] = left
+                if self.limiter is not None and not self.limiter.allow(source):
+                    return  # flood over TCP: hang up
                 table = self.snapshot.table(
                     listener.network, self.snapshot.scope_of(listener.network, source)
                 )
@@ -478,45 +472,23 @@ class DNSServer:
 
     # -- loop ----------------------------------------------------------------------
 
-    def refill(self, elapsed: float) -> None:
-        if not self.rate or not self.tokens:
-            return
-        if len(self.tokens) == 1:
-            # One source alone since the last tick takes nothing from anyone: the limit is
-            # for fairness under contention, not a cap on a lone heavy client.
-            self.tokens.clear()
-            return
-        add = self.rate * elapsed
-        burst = self.burst
-        tokens = self.tokens
-        for source, value in list(tokens.items()):
-            value += add
-            if value >= burst:
-                del tokens[source]
-            else:
-                tokens[source] = value
-        if len(tokens) > MAX_SOURCES:
-            tokens.clear()
-
     def run(self) -> None:
         self.open_control()
         self.reload()
         next_poll = time.monotonic() + POLL_INTERVAL
-        last_tick = time.monotonic()
         select = self.selector.select
+        limiter = self.limiter
         while self.running:
             now = time.monotonic()
-            if now - last_tick >= TICK:
-                self.refill(now - last_tick)
-                last_tick = now
             if now >= next_poll:
                 self.poll()
                 next_poll = now + POLL_INTERVAL
-            timeout = min(next_poll - now, TICK) if self.tokens else next_poll - now
             try:
-                events = select(max(0.0, timeout))
+                events = select(max(0.0, next_poll - now))
             except InterruptedError:
                 continue
+            if limiter is not None:
+                limiter.tick(time.monotonic())  # before the queries: no stale state
             for key, _mask in events:
                 try:
                     key.data(key.fileobj)
