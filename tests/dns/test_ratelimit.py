@@ -4,9 +4,10 @@ test_dns_server.py::test_rate_limit_per_source)."""
 from __future__ import annotations
 
 import pytest
-from container_runtime.dns.ratelimit import TICK, SourceLimiter
 from hypothesis import given
 from hypothesis import strategies as st
+
+from container_runtime.dns.ratelimit import TICK, SourceLimiter
 
 HEAVY, LIGHT = "10.0.0.1", "10.0.0.2"
 
