@@ -130,9 +130,16 @@ def main() -> None:
             cli_rm.append(time.perf_counter() - t)
 
             t = time.perf_counter()
-            api.request("POST", "/v1/containers", {
-                "name": f"a{i}", "image": ref, "cmd": ["sleep", "1000"], "start": True,
-            })
+            api.request(
+                "POST",
+                "/v1/containers",
+                {
+                    "name": f"a{i}",
+                    "image": ref,
+                    "cmd": ["sleep", "1000"],
+                    "start": True,
+                },
+            )
             api_run.append(time.perf_counter() - t)
             t = time.perf_counter()
             api.request("DELETE", f"/v1/containers/a{i}?force=1")
@@ -158,9 +165,16 @@ def main() -> None:
         started = 0
         for i in range(args.m):
             try:
-                api.request("POST", "/v1/containers", {
-                    "name": f"m{i}", "image": ref, "cmd": ["sleep", "1000"], "start": True,
-                })
+                api.request(
+                    "POST",
+                    "/v1/containers",
+                    {
+                        "name": f"m{i}",
+                        "image": ref,
+                        "cmd": ["sleep", "1000"],
+                        "start": True,
+                    },
+                )
                 started += 1
             except Exception as exc:
                 print(f"stopped at {started} containers: {exc}")

@@ -92,8 +92,16 @@ class Result:
 
 
 class Bench:
-    def __init__(self, names: int, duration: float, lat_rate: int, srv_cpu: int,
-                 cli_cpu: int, lat_duration: float = 6.0, warmup: float = 0.5) -> None:
+    def __init__(
+        self,
+        names: int,
+        duration: float,
+        lat_rate: int,
+        srv_cpu: int,
+        cli_cpu: int,
+        lat_duration: float = 6.0,
+        warmup: float = 0.5,
+    ) -> None:
         self.n = names
         self.duration = duration
         self.lat_rate = lat_rate
@@ -113,8 +121,21 @@ class Bench:
         sh("ip", "-n", SRV_NS, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", SRV_NS, "addr", "add", f"{GATEWAY}/16", "dev", "br0")
         sh("ip", "-n", SRV_NS, "link", "set", "br0", "up")
-        sh("ip", "-n", SRV_NS, "link", "add", "vcli", "type", "veth", "peer", "name", "eth0",
-           "netns", CLI_NS)
+        sh(
+            "ip",
+            "-n",
+            SRV_NS,
+            "link",
+            "add",
+            "vcli",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            CLI_NS,
+        )
         sh("ip", "-n", SRV_NS, "link", "set", "vcli", "master", "br0", "up")
         sh("ip", "-n", CLI_NS, "addr", "add", f"{CLIENT}/16", "dev", "eth0")
         sh("ip", "-n", CLI_NS, "link", "set", "eth0", "up")
@@ -136,11 +157,13 @@ class Bench:
 
     # -- servers -----------------------------------------------------------------------
 
-    def start(self, argv: list[str], env: dict[str, str] | None = None,
-              log: str = "server.log") -> subprocess.Popen[bytes]:
+    def start(
+        self, argv: list[str], env: dict[str, str] | None = None, log: str = "server.log"
+    ) -> subprocess.Popen[bytes]:
         out = open(self.tmp / log, "wb")  # noqa: SIM115
-        proc = subprocess.Popen(in_ns(SRV_NS, self.srv_cpu, *argv), stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            in_ns(SRV_NS, self.srv_cpu, *argv), stdout=out, stderr=subprocess.STDOUT, env=env
+        )
         out.close()
         self.procs.append(proc)
         return proc
@@ -189,29 +212,42 @@ class Bench:
                 state.initialise(db)
                 conn = state.connect(db)
                 created = datetime.now(UTC).isoformat()
-                cfg = {"name": "bench", "ipv4Subnet": "10.88.0.0/16", "ipv4Gateway": GATEWAY,
-                       "ipv6Subnet": None, "mode": "nat", "plugin": "bridge"}
+                cfg = {
+                    "name": "bench",
+                    "ipv4Subnet": "10.88.0.0/16",
+                    "ipv4Gateway": GATEWAY,
+                    "ipv6Subnet": None,
+                    "mode": "nat",
+                    "plugin": "bridge",
+                }
                 with state.transaction(conn):
-                    conn.execute("INSERT INTO networks VALUES ('bench', ?, 'running', 'br0', ?)",
-                                 (json.dumps(cfg), created))
-                    rows = [("client", CLIENT)] + [
-                        (f"c{i:03d}", address(i)) for i in range(self.n)
-                    ]
+                    conn.execute(
+                        "INSERT INTO networks VALUES ('bench', ?, 'running', 'br0', ?)",
+                        (json.dumps(cfg), created),
+                    )
+                    rows = [("client", CLIENT)] + [(f"c{i:03d}", address(i)) for i in range(self.n)]
                     for k, (owner, addr) in enumerate(rows):
                         conn.execute(
                             "INSERT INTO attachments(network, owner, hostname, address, "
                             "prefixlen, gateway, mac, mtu, interface, state, created_at) "
                             "VALUES ('bench', ?, ?, ?, 16, ?, ?, 1500, 'eth0', 'ready', ?)",
-                            (owner, f"{owner}.test.", int.from_bytes(socket.inet_aton(addr)),
-                             GATEWAY, f"02:42:00:00:{(k + 1) // 256:02x}:{(k + 1) % 256:02x}",
-                             created),
+                            (
+                                owner,
+                                f"{owner}.test.",
+                                int.from_bytes(socket.inet_aton(addr)),
+                                GATEWAY,
+                                f"02:42:00:00:{(k + 1) // 256:02x}:{(k + 1) % 256:02x}",
+                                created,
+                            ),
                         )
                 conn.close()
             env = dict(os.environ)
             env.update(
-                PYTHONPATH=str(SRC), CONTAINER_ROOT=str(root),
+                PYTHONPATH=str(SRC),
+                CONTAINER_ROOT=str(root),
                 CONTAINER_RUN_DIR=str(self.tmp / "cdns-run"),
-                CONTAINER_CONFIG=str(self.tmp / "none.toml"), CONTAINER_DNS_HOST_PORT="0",
+                CONTAINER_CONFIG=str(self.tmp / "none.toml"),
+                CONTAINER_DNS_HOST_PORT="0",
                 CONTAINER_DNS_UPSTREAMS="",
             )
             if rate is not None:
@@ -237,14 +273,23 @@ class Bench:
 
     def dnsmasq(self) -> subprocess.Popen[bytes]:
         hosts = self.tmp / "hosts"
-        hosts.write_text(
-            "".join(f"{address(i)} c{i:03d} c{i:03d}.test\n" for i in range(self.n))
+        hosts.write_text("".join(f"{address(i)} c{i:03d} c{i:03d}.test\n" for i in range(self.n)))
+        return self.start(
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                f"--addn-hosts={hosts}",
+                f"--listen-address={GATEWAY}",
+                "--bind-interfaces",
+                "--port=53",
+                "--user=root",
+                "--pid-file=",
+                "--local-ttl=5",
+            ]
         )
-        return self.start([
-            "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-            "--no-hosts", f"--addn-hosts={hosts}", f"--listen-address={GATEWAY}",
-            "--bind-interfaces", "--port=53", "--user=root", "--pid-file=", "--local-ttl=5",
-        ])
 
     # -- measurement -------------------------------------------------------------------
 
@@ -258,9 +303,12 @@ class Bench:
         # CPUs and, when late, block dnsperf's writes and so inflate its latencies.
         log = self.tmp / "dnsperf.out"
         with log.open("w") as sink:
-            subprocess.run(in_ns(CLI_NS, self.cli_cpu, *argv), stdout=sink,
-                           stderr=subprocess.STDOUT,
-                           timeout=self.duration + self.lat_duration * 2 + 30)
+            subprocess.run(
+                in_ns(CLI_NS, self.cli_cpu, *argv),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=self.duration + self.lat_duration * 2 + 30,
+            )
         text = log.read_text()
         latencies: list[float] = []
         if verbose:
@@ -332,14 +380,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", type=int, default=100)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--latency-rate", type=int, default=20000,
-                        help="q/s of the latency run (dnsperf -Q)")
-    parser.add_argument("--latency-duration", type=float, default=6.0,
-                        help="seconds of the latency run, after the warm-up")
-    parser.add_argument("--warmup", type=float, default=0.5,
-                        help="seconds of queries left out at the start of the latency run")
-    parser.add_argument("--quiet-steal", type=float, default=3.0,
-                        help="steal %% up to which a round counts as quiet (p99 quiet column)")
+    parser.add_argument(
+        "--latency-rate", type=int, default=20000, help="q/s of the latency run (dnsperf -Q)"
+    )
+    parser.add_argument(
+        "--latency-duration",
+        type=float,
+        default=6.0,
+        help="seconds of the latency run, after the warm-up",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.5,
+        help="seconds of queries left out at the start of the latency run",
+    )
+    parser.add_argument(
+        "--quiet-steal",
+        type=float,
+        default=3.0,
+        help="steal %% up to which a round counts as quiet (p99 quiet column)",
+    )
     parser.add_argument("--server-cpu", type=int, default=1, help="-1: not pinned")
     parser.add_argument("--client-cpu", type=int, default=0, help="-1: not pinned")
     parser.add_argument("--rounds", type=int, default=3)
@@ -351,8 +412,15 @@ def main() -> int:
     if not shutil.which("dnsperf"):
         print("dnsperf is not installed (apt-get install dnsperf)", file=sys.stderr)
         return 2
-    bench = Bench(args.names, args.duration, args.latency_rate, args.server_cpu,
-                  args.client_cpu, args.latency_duration, args.warmup)
+    bench = Bench(
+        args.names,
+        args.duration,
+        args.latency_rate,
+        args.server_cpu,
+        args.client_cpu,
+        args.latency_duration,
+        args.warmup,
+    )
     wanted = set(filter(None, args.only.split(","))) or {"container", "aardvark", "dnsmasq"}
     servers: list[tuple[str, Callable[[], subprocess.Popen[bytes]] | None]] = []
     if "container" in wanted:
@@ -377,21 +445,27 @@ def main() -> int:
     finally:
         bench.cleanup()
     results = [median_result(label, rs, args.quiet_steal) for label, rs in rounds.items()]
-    print(f"\n{args.names} names, server on CPU {args.server_cpu}, dnsperf on CPU "
-          f"{args.client_cpu}; throughput run {args.duration:g} s (100 outstanding); "
-          f"latency run at {args.latency_rate} q/s with dnsperf -v for {args.latency_duration:g} s "
-          f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds "
-          "(note: q/s range; each round's p99 with the VM's steal time during it); p99 quiet: "
-          f"median p99 of the rounds with steal <= {args.quiet_steal:g}% (n: how many)")
-    header = (f"{'server':32} {'q/s':>9} {'avg ms':>7} {'lost':>14} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'p99 quiet':>12} {'lat-run q/s':>11}  note")
+    print(
+        f"\n{args.names} names, server on CPU {args.server_cpu}, dnsperf on CPU "
+        f"{args.client_cpu}; throughput run {args.duration:g} s (100 outstanding); "
+        f"latency run at {args.latency_rate} q/s with dnsperf -v for {args.latency_duration:g} s "
+        f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds "
+        "(note: q/s range; each round's p99 with the VM's steal time during it); p99 quiet: "
+        f"median p99 of the rounds with steal <= {args.quiet_steal:g}% (n: how many)"
+    )
+    header = (
+        f"{'server':32} {'q/s':>9} {'avg ms':>7} {'lost':>14} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'p99 quiet':>12} {'lat-run q/s':>11}  note"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         n_quiet = sum(1 for x in rounds[r.server] if x.qps > 0 and x.steal_pct <= args.quiet_steal)
         quiet = f"{r.p99_quiet_ms:.3f} (n={n_quiet})" if r.p99_quiet_ms is not None else "- (n=0)"
-        print(f"{r.server:32} {r.qps:9.0f} {r.avg_ms:7.3f} {r.lost:>14} "
-              f"{r.p50_ms:7.3f} {r.p99_ms:7.3f} {quiet:>12} {r.lat_qps:11.0f}  {r.note}")
+        print(
+            f"{r.server:32} {r.qps:9.0f} {r.avg_ms:7.3f} {r.lost:>14} "
+            f"{r.p50_ms:7.3f} {r.p99_ms:7.3f} {quiet:>12} {r.lat_qps:11.0f}  {r.note}"
+        )
     return 0
 
 

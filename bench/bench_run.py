@@ -70,9 +70,7 @@ def main() -> None:
         (plain / "config.json").write_text(json.dumps(spec))
         runc_root = str(base / "run" / "runc-plain")
 
-        ours_start, ours_bundle, ours_total, ours_rm, runc_start, runc_rm = (
-            [], [], [], [], [], []
-        )
+        ours_start, ours_bundle, ours_total, ours_rm, runc_start, runc_rm = ([], [], [], [], [], [])
         for i in range(args.n):
             cid = f"b{i}"
             t0 = time.perf_counter()

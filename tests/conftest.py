@@ -17,8 +17,19 @@ from support import resolved  # noqa: E402
 from support.instance import Instance, NetnsPool  # noqa: E402
 
 REQUIRED_TOOLS = (
-    "ip", "nft", "nsenter", "setpriv", "unshare", "busybox", "runc", "conmon", "skopeo",
-    "umoci", "docker-registry", "dig", "dbus-daemon",
+    "ip",
+    "nft",
+    "nsenter",
+    "setpriv",
+    "unshare",
+    "busybox",
+    "runc",
+    "conmon",
+    "skopeo",
+    "umoci",
+    "docker-registry",
+    "dig",
+    "dbus-daemon",
 )
 
 

@@ -128,8 +128,20 @@ class Lab:
         srv = self.ns("srv")
         for index, (bridge, address) in enumerate(links):
             host_if = f"v{short}{index}"
-            ip("-n", srv, "link", "add", host_if, "type", "veth", "peer", "name", f"e{index}",
-               "netns", name)
+            ip(
+                "-n",
+                srv,
+                "link",
+                "add",
+                host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"e{index}",
+                "netns",
+                name,
+            )
             ip("-n", srv, "link", "set", host_if, "master", bridge, "up")
             ip("-n", name, "addr", "add", address, "dev", f"e{index}")
             ip("-n", name, "link", "set", f"e{index}", "up")
@@ -139,8 +151,11 @@ class Lab:
 
     def build(self) -> None:
         srv = self.add_ns("srv")
-        for bridge, address in (("bra", "10.77.1.1/24"), ("brb", "10.77.2.1/24"),
-                                ("bru", "10.77.9.1/24")):
+        for bridge, address in (
+            ("bra", "10.77.1.1/24"),
+            ("brb", "10.77.2.1/24"),
+            ("bru", "10.77.9.1/24"),
+        ):
             ip("-n", srv, "link", "add", bridge, "type", "bridge")
             ip("-n", srv, "addr", "add", address, "dev", bridge)
             ip("-n", srv, "link", "set", bridge, "up")
@@ -161,7 +176,9 @@ class Lab:
     def add_network(self, name: str, subnet: str, v6: str | None = None) -> None:
         net = ipaddress.IPv4Network(subnet)
         cfg = NetworkConfiguration(
-            name=name, ipv4_subnet=net, ipv4_gateway=net.network_address + 1,
+            name=name,
+            ipv4_subnet=net,
+            ipv4_gateway=net.network_address + 1,
             ipv6_subnet=ipaddress.IPv6Network(v6) if v6 else None,
         )
         conn = state.connect(self.db)
@@ -195,9 +212,17 @@ class Lab:
                     "INSERT INTO attachments(network, owner, hostname, address, prefixlen, "
                     "gateway, mac, mtu, interface, ipv6, state, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1500, 'eth0', ?, 'ready', ?)",
-                    (network, owner, f"{owner.lower()}.{DOMAIN}.", int(iface.ip),
-                     iface.network.prefixlen, str(iface.network.network_address + 1), mac,
-                     ipv6, now()),
+                    (
+                        network,
+                        owner,
+                        f"{owner.lower()}.{DOMAIN}.",
+                        int(iface.ip),
+                        iface.network.prefixlen,
+                        str(iface.network.network_address + 1),
+                        mac,
+                        ipv6,
+                        now(),
+                    ),
                 )
         finally:
             conn.close()
@@ -218,13 +243,24 @@ class Lab:
         run_dir.mkdir(parents=True, exist_ok=True)
         log = open(run_dir / "dns.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns("srv"), sys.executable, "-m",
-             "container_runtime.dns.server"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns("srv"),
+                sys.executable,
+                "-m",
+                "container_runtime.dns.server",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env=test_env(
-                CONTAINER_ROOT=str(self.root), CONTAINER_RUN_DIR=str(run_dir),
-                CONTAINER_CONFIG=str(self.config), CONTAINER_DNS_RATE=str(RATE),
-                CONTAINER_DNS_BURST=str(BURST), **env,
+                CONTAINER_ROOT=str(self.root),
+                CONTAINER_RUN_DIR=str(run_dir),
+                CONTAINER_CONFIG=str(self.config),
+                CONTAINER_DNS_RATE=str(RATE),
+                CONTAINER_DNS_BURST=str(BURST),
+                **env,
             ),
         )
         log.close()
@@ -240,9 +276,19 @@ class Lab:
 
     def start_upstream(self) -> None:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns("up"), sys.executable, "-u", str(AGENT),
-             "upstream", UPSTREAM_LIVE],
-            stdout=subprocess.PIPE, env=test_env(),
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns("up"),
+                sys.executable,
+                "-u",
+                str(AGENT),
+                "upstream",
+                UPSTREAM_LIVE,
+            ],
+            stdout=subprocess.PIPE,
+            env=test_env(),
         )
         self.procs.append(proc)
         assert proc.stdout is not None

@@ -34,7 +34,10 @@ def do_query(req: dict[str, Any]) -> dict[str, Any]:
             resp = dns.query.tcp(msg, req["server"], port=int(req.get("port", 53)), timeout=timeout)
         else:
             resp = dns.query.udp(
-                msg, req["server"], port=int(req.get("port", 53)), timeout=timeout,
+                msg,
+                req["server"],
+                port=int(req.get("port", 53)),
+                timeout=timeout,
                 ignore_trailing=False,
             )
     except dns.exception.Timeout:

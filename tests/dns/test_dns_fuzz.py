@@ -19,8 +19,9 @@ def _still_answers(lab: Lab) -> None:
     assert lab.server is not None and lab.server.poll() is None, lab.server_log()
 
 
-def _header(qid: int = 0x1234, flags: int = 0x0100, qd: int = 1, an: int = 0, ns: int = 0,
-            ar: int = 0) -> bytes:
+def _header(
+    qid: int = 0x1234, flags: int = 0x0100, qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0
+) -> bytes:
     return struct.pack("!HHHHHH", qid, flags, qd, an, ns, ar)
 
 
@@ -53,8 +54,9 @@ HANDCRAFTED = [
 
 def test_handcrafted_hostile_packets(lab: Lab) -> None:
     srv = lab.agent("srv")
-    out = srv.call(op="raw", server=HOST, port=PORT, wait=0.5,
-                   packets=[p.hex() for p in HANDCRAFTED])
+    out = srv.call(
+        op="raw", server=HOST, port=PORT, wait=0.5, packets=[p.hex() for p in HANDCRAFTED]
+    )
     replies = [bytes.fromhex(r) for r in out["replies"]]
     for reply in replies:
         assert len(reply) >= 12 and reply[2] & 0x80  # only well-formed responses come back
@@ -66,25 +68,40 @@ def test_handcrafted_hostile_packets(lab: Lab) -> None:
     _still_answers(lab)
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(
-    st.one_of(
-        st.binary(min_size=0, max_size=600),
-        # a valid-looking header followed by random bytes: reaches deeper parser paths
-        st.builds(lambda qid, flags, counts, body: struct.pack("!HH", qid, flags & 0x79FF)
-                  + counts + body,
-                  st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
-                  st.sampled_from([b"\x00\x01\x00\x00\x00\x00\x00\x00",
-                                   b"\x00\x01\x00\x00\x00\x00\x00\x01",
-                                   b"\x00\x01\x00\x01\x00\x01\x00\x01"]),
-                  st.binary(min_size=0, max_size=300)),
-    ),
-    min_size=1, max_size=20,
-))
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(min_size=0, max_size=600),
+            # a valid-looking header followed by random bytes: reaches deeper parser paths
+            st.builds(
+                lambda qid, flags, counts, body: (
+                    struct.pack("!HH", qid, flags & 0x79FF) + counts + body
+                ),
+                st.integers(0, 0xFFFF),
+                st.integers(0, 0xFFFF),
+                st.sampled_from(
+                    [
+                        b"\x00\x01\x00\x00\x00\x00\x00\x00",
+                        b"\x00\x01\x00\x00\x00\x00\x00\x01",
+                        b"\x00\x01\x00\x01\x00\x01\x00\x01",
+                    ]
+                ),
+                st.binary(min_size=0, max_size=300),
+            ),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_random_packets(lab: Lab, packets: list[bytes]) -> None:
-    out = lab.agent("srv").call(op="raw", server=HOST, port=PORT, wait=0.0,
-                                packets=[p.hex() for p in packets])
+    out = lab.agent("srv").call(
+        op="raw", server=HOST, port=PORT, wait=0.0, packets=[p.hex() for p in packets]
+    )
     assert "replies" in out
 
 

@@ -142,7 +142,9 @@ def test_truncated_upstream_answer_is_retried_over_tcp(lab: Lab) -> None:
 def test_servfail_when_all_upstreams_dead(lab: Lab) -> None:
     run_dir = lab.tmp / "run2"
     proc = lab.start_dns(
-        run_dir, CONTAINER_DNS_PORT="5300", CONTAINER_DNS_HOST_PORT="2054",
+        run_dir,
+        CONTAINER_DNS_PORT="5300",
+        CONTAINER_DNS_HOST_PORT="2054",
         CONTAINER_DNS_UPSTREAMS="10.77.9.3 10.77.9.4",
     )
     try:
@@ -181,8 +183,9 @@ def test_rate_limit_per_source(lab: Lab) -> None:
     assert heavy["received"] > 500, heavy
     assert light["received"] >= 0.95 * light["sent"], light
 
-    alone = lab.agent("st").call(op="flood", name="web", server=GW_A, port=53, rate=5000,
-                                 duration=1.0)
+    alone = lab.agent("st").call(
+        op="flood", name="web", server=GW_A, port=53, rate=5000, duration=1.0
+    )
     assert alone["received"] >= 0.9 * alone["sent"], alone
     r = lab.agent("a1").query("web")
     assert r["answers"] == ["10.77.1.10"]
@@ -191,13 +194,17 @@ def test_rate_limit_per_source(lab: Lab) -> None:
 def test_busybox_nslookup(lab: Lab) -> None:
     out = subprocess.run(
         ["ip", "netns", "exec", lab.ns("a1"), "busybox", "nslookup", "web", GW_A],
-        capture_output=True, text=True, timeout=20,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "10.77.1.10" in out.stdout
     out = subprocess.run(
         ["ip", "netns", "exec", lab.ns("a1"), "busybox", "nslookup", "dbonly", GW_A],
-        capture_output=True, text=True, timeout=20,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert out.returncode != 0 or "10.77.2.10" not in out.stdout
 

@@ -47,7 +47,11 @@ def ask_many(ns: str | None, questions: list[Question]) -> list[dict[str, Any]]:
 
 
 def ask(
-    ns: str | None, name: str, rdtype: str = "A", server: str = "", port: int = 53,
+    ns: str | None,
+    name: str,
+    rdtype: str = "A",
+    server: str = "",
+    port: int = 53,
     tcp: bool = False,
 ) -> dict[str, Any]:
     return ask_many(ns, [(name, rdtype, server, port, tcp)])[0]
@@ -59,12 +63,11 @@ def busybox_nslookup(pool: NetnsPool, ns: str, name: str, server: str) -> tuple[
     return result.returncode == 0, result.stdout + result.stderr
 
 
-def dig(inst: Instance, name: str, *extra: str, server: str = "127.0.0.1",
-        port: int = 2053) -> tuple[str, list[str]]:
+def dig(
+    inst: Instance, name: str, *extra: str, server: str = "127.0.0.1", port: int = 2053
+) -> tuple[str, list[str]]:
     """`dig` from the daemons' namespace (the host's view): (status, answer values)."""
-    out = inst.sh(
-        "dig", f"@{server}", "-p", str(port), "+tries=1", "+time=4", name, *extra
-    ).stdout
+    out = inst.sh("dig", f"@{server}", "-p", str(port), "+tries=1", "+time=4", name, *extra).stdout
     status = ""
     for line in out.splitlines():
         if "status:" in line:
@@ -82,8 +85,9 @@ def dig(inst: Instance, name: str, *extra: str, server: str = "127.0.0.1",
     return status, sorted(answers)
 
 
-def attach(inst: Instance, pool: NetnsPool, network: str, name: str, ns: str | None = None,
-           *extra: str) -> tuple[str, str]:
+def attach(
+    inst: Instance, pool: NetnsPool, network: str, name: str, ns: str | None = None, *extra: str
+) -> tuple[str, str]:
     """Attach a (new, unless given) namespace to `network`; (namespace, address)."""
     ns = ns or pool.create("m")
     att = inst.cli("network", "attach", network, "--name", name, "--netns", ns, *extra).json()
@@ -112,16 +116,41 @@ class Upstream:
     def __init__(self, inst: Instance, pool: NetnsPool) -> None:
         self.ns = pool.create("up")
         host_if, peer_if = f"u{self.ns[-8:]}", "eth0"
-        run(["ip", "-n", inst.netns, "link", "add", host_if, "type", "veth",
-             "peer", "name", peer_if, "netns", self.ns])
+        run(
+            [
+                "ip",
+                "-n",
+                inst.netns,
+                "link",
+                "add",
+                host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer_if,
+                "netns",
+                self.ns,
+            ]
+        )
         run(["ip", "-n", inst.netns, "addr", "add", "10.93.0.1/24", "dev", host_if])
         run(["ip", "-n", inst.netns, "link", "set", host_if, "up"])
         run(["ip", "-n", self.ns, "addr", "add", f"{self.LIVE}/24", "dev", peer_if])
         run(["ip", "-n", self.ns, "link", "set", peer_if, "up"])
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, sys.executable, str(UPSTREAM_AGENT), "upstream",
-             self.LIVE],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                sys.executable,
+                str(UPSTREAM_AGENT),
+                "upstream",
+                self.LIVE,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"

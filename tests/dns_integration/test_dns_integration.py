@@ -39,16 +39,19 @@ def test_names_isolation_and_release(instance: Instance, netns_pool: NetnsPool) 
     _, ab_ip_b = attach(inst, pool, "netb", "both", ab, "--interface", "eth1", "--secondary")
 
     # From A's member: names on A (plain and .test, any case), PTR, empty AAAA; B is hidden.
-    got = ask_many(a1, [
-        ("alpha", "A", GW_A, 53, False),
-        ("both.test", "A", GW_A, 53, False),
-        ("BOTH.Test", "A", GW_A, 53, True),
-        (_ptr(ab_ip_a), "PTR", GW_A, 53, False),
-        ("alpha.test", "AAAA", GW_A, 53, False),
-        ("bravo", "A", GW_A, 53, False),
-        ("bravo.test", "A", GW_A, 53, False),
-        (_ptr(b1_ip), "PTR", GW_A, 53, False),
-    ])
+    got = ask_many(
+        a1,
+        [
+            ("alpha", "A", GW_A, 53, False),
+            ("both.test", "A", GW_A, 53, False),
+            ("BOTH.Test", "A", GW_A, 53, True),
+            (_ptr(ab_ip_a), "PTR", GW_A, 53, False),
+            ("alpha.test", "AAAA", GW_A, 53, False),
+            ("bravo", "A", GW_A, 53, False),
+            ("bravo.test", "A", GW_A, 53, False),
+            (_ptr(b1_ip), "PTR", GW_A, 53, False),
+        ],
+    )
     assert got[0] == {"rcode": "NOERROR", "answers": [a1_ip], "aa": True}
     assert got[1]["answers"] == [ab_ip_a]  # only the address on the asker's network
     assert got[2]["answers"] == [ab_ip_a]  # TCP, mixed case
@@ -63,11 +66,14 @@ def test_names_isolation_and_release(instance: Instance, netns_pool: NetnsPool) 
     assert not found and "NXDOMAIN" in out, out
 
     # A member of both networks sees both, through either gateway.
-    got = ask_many(ab, [
-        ("bravo", "A", GW_A, 53, False),
-        ("alpha.test", "A", GW_B, 53, False),
-        ("bravo.test", "A", GW_B, 53, False),
-    ])
+    got = ask_many(
+        ab,
+        [
+            ("bravo", "A", GW_A, 53, False),
+            ("alpha.test", "A", GW_B, 53, False),
+            ("bravo.test", "A", GW_B, 53, False),
+        ],
+    )
     assert [g["answers"] for g in got] == [[b1_ip], [a1_ip], [b1_ip]]
     found, out = busybox_nslookup(pool, ab, "bravo.test", GW_A)
     assert found and b1_ip in out, out
@@ -104,12 +110,15 @@ def test_forwarding_with_a_dead_upstream_first(
         inst.start()
         _networks(inst)
         a1, _ = attach(inst, pool, "neta", "alpha")
-        got = ask_many(a1, [
-            ("www.example.com", "A", GW_A, 53, False),  # dead one times out (1 s), then live
-            ("www.example.com", "A", GW_A, 53, True),
-            ("big.example.com", "A", GW_A, 53, False),  # truncated upstream: retried on TCP
-            ("nothing.invalid", "A", GW_A, 53, False),
-        ])
+        got = ask_many(
+            a1,
+            [
+                ("www.example.com", "A", GW_A, 53, False),  # dead one times out (1 s), then live
+                ("www.example.com", "A", GW_A, 53, True),
+                ("big.example.com", "A", GW_A, 53, False),  # truncated upstream: retried on TCP
+                ("nothing.invalid", "A", GW_A, 53, False),
+            ],
+        )
         assert got[0]["rcode"] == "NOERROR" and got[0]["answers"] == ["203.0.113.7"]
         assert got[1]["answers"] == ["203.0.113.7"]
         # 20 records do not fit a 512-byte answer: the client gets TC and may retry on TCP.
@@ -383,9 +392,7 @@ def test_api_responses_match_the_openapi_schemas(stopped_instance: Instance) -> 
         assert got == status, (method, path, reply)
         responses = doc["paths"][template][method.lower()]["responses"]
         schema = responses[str(status)]["content"]["application/json"]["schema"]
-        jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(
-            reply
-        )
+        jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(reply)
 
     one = "/v1/system/dns/{domain}"
     check("POST", "/v1/system/dns", "/v1/system/dns", 503, {"domain": "corp.example"})

@@ -35,9 +35,7 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pulled(
-    registry_image: tuple[Registry, str], session_dir: Path
-) -> tuple[ImageStore, ImageInfo]:
+def pulled(registry_image: tuple[Registry, str], session_dir: Path) -> tuple[ImageStore, ImageInfo]:
     """One image store, shared by the container tests, holding the pulled image."""
     store = ImageStore(session_dir / "root" / "images")
     return store, store.pull(registry_image[1])

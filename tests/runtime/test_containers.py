@@ -60,8 +60,9 @@ def test_httpd_in_netns_via_veth(
     try:
         subprocess.run(["ip", "addr", "add", "10.99.0.1/30", "dev", host_if], check=True)
         subprocess.run(["ip", "link", "set", host_if, "up"], check=True)
-        subprocess.run(["ip", "-n", netns, "addr", "add", "10.99.0.2/30", "dev", "eth0"],
-                       check=True)
+        subprocess.run(
+            ["ip", "-n", netns, "addr", "add", "10.99.0.2/30", "dev", "eth0"], check=True
+        )
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
 
         pid = _run(runtime, image, "web", netns=f"/run/netns/{netns}")

@@ -47,10 +47,30 @@ def test_normalize_reference(ref: str, want: str) -> None:
 @pytest.mark.parametrize(
     "ref",
     [
-        "", " nginx", "nginx ", "Nginx", "nginx:", "nginx:-bad", ":tag", "a//b", "-rf",
-        "--help", "nginx;rm -rf /", "nginx$(id)", "docker://nginx", "nginx@sha256:abc",
-        "nginx@md5:" + "a" * 32, "a/" * 200 + "b", "host:99999/x", "x:a:b", "x\n", "ü",
-        "_x", "x_", "x..y", "127.0.0.1:5000/X",
+        "",
+        " nginx",
+        "nginx ",
+        "Nginx",
+        "nginx:",
+        "nginx:-bad",
+        ":tag",
+        "a//b",
+        "-rf",
+        "--help",
+        "nginx;rm -rf /",
+        "nginx$(id)",
+        "docker://nginx",
+        "nginx@sha256:abc",
+        "nginx@md5:" + "a" * 32,
+        "a/" * 200 + "b",
+        "host:99999/x",
+        "x:a:b",
+        "x\n",
+        "ü",
+        "_x",
+        "x_",
+        "x..y",
+        "127.0.0.1:5000/X",
     ],
 )
 def test_bad_reference_is_refused(ref: str) -> None:
@@ -130,7 +150,8 @@ def test_load_oci_and_docker_archives(tmp_path: Path) -> None:
     ):
         subprocess.run(
             ["skopeo", "--insecure-policy", "copy", f"oci:{layout}:latest", dest],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     store = ImageStore(tmp_path / "images")
     a = store.load(oci_tar)

@@ -31,10 +31,47 @@ from pathlib import Path
 BUSYBOX = "/bin/busybox"
 REGISTRY_BIN = "/usr/bin/docker-registry"
 APPLETS = (
-    "sh", "ash", "httpd", "nc", "wget", "nslookup", "ip", "ifconfig", "route", "sleep",
-    "cat", "echo", "hostname", "env", "ls", "ps", "mkdir", "rm", "touch", "true", "false",
-    "test", "grep", "sed", "id", "kill", "ping", "mount", "pwd", "uname", "head", "tail",
-    "date", "printf", "awk", "tr", "wc", "seq", "udhcpc", "arp", "netstat",
+    "sh",
+    "ash",
+    "httpd",
+    "nc",
+    "wget",
+    "nslookup",
+    "ip",
+    "ifconfig",
+    "route",
+    "sleep",
+    "cat",
+    "echo",
+    "hostname",
+    "env",
+    "ls",
+    "ps",
+    "mkdir",
+    "rm",
+    "touch",
+    "true",
+    "false",
+    "test",
+    "grep",
+    "sed",
+    "id",
+    "kill",
+    "ping",
+    "mount",
+    "pwd",
+    "uname",
+    "head",
+    "tail",
+    "date",
+    "printf",
+    "awk",
+    "tr",
+    "wc",
+    "seq",
+    "udhcpc",
+    "arp",
+    "netstat",
 )
 DEFAULT_CMD = ("httpd", "-f", "-v", "-p", "80", "-h", "/www")
 DEFAULT_ENV = ("PATH=/bin:/usr/bin:/sbin:/usr/sbin", "GREETING=hello from the image")
@@ -119,8 +156,12 @@ class Registry:
         _run(
             _in_netns(self.netns)
             + [
-                "skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
-                f"oci:{layout}:{tag}", f"docker://{ref}",
+                "skopeo",
+                "--insecure-policy",
+                "copy",
+                "--dest-tls-verify=false",
+                f"oci:{layout}:{tag}",
+                f"docker://{ref}",
             ]
         )
         return ref
@@ -172,9 +213,7 @@ def start_registry(workdir: Path, port: int | None = None, netns: str | None = N
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    reg = Registry(
-        host=f"127.0.0.1:{port}", storage=storage, process=proc, log=log, netns=netns
-    )
+    reg = Registry(host=f"127.0.0.1:{port}", storage=storage, process=proc, log=log, netns=netns)
     deadline = time.monotonic() + 10
     while True:
         if proc.poll() is not None:
@@ -188,9 +227,7 @@ def start_registry(workdir: Path, port: int | None = None, netns: str | None = N
 
 
 @contextmanager
-def running_registry(
-    workdir: Path | None = None, netns: str | None = None
-) -> Iterator[Registry]:
+def running_registry(workdir: Path | None = None, netns: str | None = None) -> Iterator[Registry]:
     """A registry on 127.0.0.1:<free port> (of ``netns`` if given), stopped and its
     storage removed afterwards."""
     own = workdir is None

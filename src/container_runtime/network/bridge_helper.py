@@ -217,6 +217,7 @@ class BridgeHelper:
     def reconcile(self) -> None:
         """Make the kernel match the database after a start or a crash."""
         from ..dataplane.names import bridge_alias
+
         networks = self.all_networks()
         ipv6 = any(c.ipv6_subnet is not None for c in networks)
         if networks and self.dataplane.ensure_forwarding(ipv6=ipv6):

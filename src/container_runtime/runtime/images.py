@@ -425,9 +425,7 @@ class ImageStore:
             index = self._index()
             manifests = index.get("manifests", [])
             keep = [
-                d
-                for d in manifests
-                if (d.get("annotations") or {}).get(REF_NAME_ANNOTATION) != tag
+                d for d in manifests if (d.get("annotations") or {}).get(REF_NAME_ANNOTATION) != tag
             ]
             if len(keep) == len(manifests):
                 raise NotFound(f"image {norm} not found locally")
@@ -494,8 +492,13 @@ class ImageStore:
         with self._locked():
             for src, ref in sources:
                 proc = self._run(
-                    [SKOPEO, "--insecure-policy", "copy", src,
-                     f"oci:{self.layout}:{encode_tag(ref)}"],
+                    [
+                        SKOPEO,
+                        "--insecure-policy",
+                        "copy",
+                        src,
+                        f"oci:{self.layout}:{encode_tag(ref)}",
+                    ],
                     timeout=PULL_TIMEOUT,
                 )
                 if proc.returncode != 0:

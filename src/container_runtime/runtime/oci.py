@@ -51,16 +51,32 @@ HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 ENV_KEY_RE = re.compile(r"^[^=\x00]+$")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ]
 CGROUP_PARENT = "/container-runtime"
 START_TIMEOUT = 60.0
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 MNT_DETACH = 2
 
@@ -141,8 +157,10 @@ class ProcessSpec:
         for item in image.env:
             k, _, v = item.partition("=")
             merged[k] = v
-        extra = env.items() if isinstance(env, dict) else (
-            tuple(e.partition("=")[::2]) for e in (env or ())
+        extra = (
+            env.items()
+            if isinstance(env, dict)
+            else (tuple(e.partition("=")[::2]) for e in (env or ()))
         )
         for k, v in extra:
             merged[k] = v
@@ -364,22 +382,56 @@ class OciRuntime:
             "hostname": hostname,
             "mounts": [
                 {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-                {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
-                             "gid=5"]},
-                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                 "options": [*nosd, "mode=1777", "size=65536k"]},
-                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-                 "options": nosd},
-                {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                 "options": [*nosd, "ro"]},
-                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                 "options": [*nosd, "relatime", "ro"]},
+                {
+                    "destination": "/dev",
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+                },
+                {
+                    "destination": "/dev/pts",
+                    "type": "devpts",
+                    "source": "devpts",
+                    "options": [
+                        "nosuid",
+                        "noexec",
+                        "newinstance",
+                        "ptmxmode=0666",
+                        "mode=0620",
+                        "gid=5",
+                    ],
+                },
+                {
+                    "destination": "/dev/shm",
+                    "type": "tmpfs",
+                    "source": "shm",
+                    "options": [*nosd, "mode=1777", "size=65536k"],
+                },
+                {
+                    "destination": "/dev/mqueue",
+                    "type": "mqueue",
+                    "source": "mqueue",
+                    "options": nosd,
+                },
+                {
+                    "destination": "/sys",
+                    "type": "sysfs",
+                    "source": "sysfs",
+                    "options": [*nosd, "ro"],
+                },
+                {
+                    "destination": "/sys/fs/cgroup",
+                    "type": "cgroup",
+                    "source": "cgroup",
+                    "options": [*nosd, "relatime", "ro"],
+                },
                 *(
-                    {"destination": f"/etc/{name}", "type": "bind",
-                     "source": str(f.etc / name), "options": ["rbind", "rprivate"]}
+                    {
+                        "destination": f"/etc/{name}",
+                        "type": "bind",
+                        "source": str(f.etc / name),
+                        "options": ["rbind", "rprivate"],
+                    }
                     for name in ("hosts", "resolv.conf", "hostname")
                 ),
             ],
@@ -387,15 +439,30 @@ class OciRuntime:
                 "cgroupsPath": f"{CGROUP_PARENT}/{container_id}",
                 "resources": {"devices": [{"allow": False, "access": "rwm"}]},
                 "namespaces": [
-                    {"type": "pid"}, netns, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                    {"type": "pid"},
+                    netns,
+                    {"type": "ipc"},
+                    {"type": "uts"},
+                    {"type": "mount"},
                 ],
                 "maskedPaths": [
-                    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                    "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+                    "/proc/acpi",
+                    "/proc/asound",
+                    "/proc/kcore",
+                    "/proc/keys",
+                    "/proc/latency_stats",
+                    "/proc/timer_list",
+                    "/proc/timer_stats",
+                    "/proc/sched_debug",
+                    "/sys/firmware",
+                    "/proc/scsi",
                 ],
                 "readonlyPaths": [
-                    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+                    "/proc/bus",
+                    "/proc/fs",
+                    "/proc/irq",
+                    "/proc/sys",
+                    "/proc/sysrq-trigger",
                 ],
             },
         }
@@ -491,22 +558,48 @@ class OciRuntime:
         self.runc_root.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            CONMON, "--api-version", "1",
-            "-c", container_id, "-u", container_id, "-n", container_id,
-            "-r", RUNC, "-b", str(f.bundle),
-            "-p", str(f.pidfile), "-P", str(f.conmon_pidfile),
-            "-l", f"k8s-file:{f.log}", "--exit-dir", str(f.exits),
-            "--persist-dir", str(f.bundle), "--socket-dir-path", str(self.socket_dir),
-            "--runtime-arg", "--root", "--runtime-arg", str(self.runc_root),
-            "--log-level", "error", "--no-sync-log",
+            CONMON,
+            "--api-version",
+            "1",
+            "-c",
+            container_id,
+            "-u",
+            container_id,
+            "-n",
+            container_id,
+            "-r",
+            RUNC,
+            "-b",
+            str(f.bundle),
+            "-p",
+            str(f.pidfile),
+            "-P",
+            str(f.conmon_pidfile),
+            "-l",
+            f"k8s-file:{f.log}",
+            "--exit-dir",
+            str(f.exits),
+            "--persist-dir",
+            str(f.bundle),
+            "--socket-dir-path",
+            str(self.socket_dir),
+            "--runtime-arg",
+            "--root",
+            "--runtime-arg",
+            str(self.runc_root),
+            "--log-level",
+            "error",
+            "--no-sync-log",
         ]
         if json.loads(f.config.read_text())["process"].get("terminal"):
             argv.append("-t")
         read_fd, write_fd = os.pipe()
         line = b""
         try:
-            env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                   "_OCI_SYNCPIPE": str(write_fd)}
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                "_OCI_SYNCPIPE": str(write_fd),
+            }
             with open(f.conmon_log, "ab") as errlog:
                 proc = subprocess.Popen(
                     argv,
@@ -549,9 +642,7 @@ class OciRuntime:
         res = self._runc("start", container_id)
         if res.returncode != 0:
             self._cleanup_failed_start(container_id, f)
-            raise ContainerError(
-                f"starting container {container_id} failed: {_clean(res.stderr)}"
-            )
+            raise ContainerError(f"starting container {container_id} failed: {_clean(res.stderr)}")
         return pid
 
     def _cleanup_failed_start(self, container_id: str, f: _Files) -> None:
