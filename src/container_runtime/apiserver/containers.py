@@ -52,6 +52,19 @@ ANY_ID_RE = re.compile(r"\b[0-9a-f]{64}\b")
 LOG_CHUNK = 1 << 20
 
 
+def name_containers(message: str, names: dict[str, str]) -> str:
+    """`message` with container ids (full, or the 12-character short id after the word
+    "container") replaced by "container NAME", never "container container NAME"."""
+    for cid, name in names.items():
+        message = message.replace(f"container {cid}", f"container {name}")
+        message = message.replace(f"container {cid[:12]}", f"container {name}")
+
+    def bare(m: re.Match[str]) -> str:
+        return f"container {names[m.group(0)]}" if m.group(0) in names else m.group(0)
+
+    return ANY_ID_RE.sub(bare, message)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -126,17 +139,8 @@ class ContainerService:
 
     def _humanise(self, exc: ContainerError) -> ContainerError:
         """Helpers name owners by container id: show container names instead."""
-        names = self._names()
-
-        def sub(m: re.Match[str]) -> str:
-            return f"container {names[m.group(0)]}" if m.group(0) in names else m.group(0)
-
-        text = ANY_ID_RE.sub(sub, exc.message)
-        for cid, name in names.items():  # port conflicts name the short id
-            text = text.replace(f"container {cid[:12]}", f"container {name}")
-        if text == exc.message:
-            return exc
-        return type(exc)(text)
+        text = name_containers(exc.message, self._names())
+        return exc if text == exc.message else type(exc)(text)
 
     # -- JSON views ---------------------------------------------------------------------------
 
