@@ -473,7 +473,8 @@ def _no_leftovers(system: System) -> Any:
 
 def test_names_resolve_inside_containers_and_vanish_after_rm(system: System) -> None:
     """The embedded DNS seen from real containers: via /etc/resolv.conf (the gateway),
-    isolated per network, and gone the moment a container is removed."""
+    isolated per network, gone the moment a container stops or is removed, back the
+    moment it starts."""
     inst, ref = system.inst, system.image
     inst.cli("network", "create", "dnsa", "--subnet", "192.168.110.0/24")
     inst.cli("network", "create", "dnsb", "--subnet", "192.168.111.0/24")
@@ -490,6 +491,14 @@ def test_names_resolve_inside_containers_and_vanish_after_rm(system: System) -> 
         assert gamma not in isolated.stdout
         host = inst.sh("dig", "+short", "@127.0.0.1", "-p", "2053", "beta.test").stdout
         assert host.split() == [beta]
+        # gone when it stops, back the moment it starts again
+        inst.cli("stop", "beta")
+        stopped = inst.cli("exec", "alpha", "nslookup", "beta", check=False)
+        assert stopped.returncode != 0 and beta not in stopped.stdout, stopped.stdout
+        assert inst.sh("dig", "+short", "@127.0.0.1", "-p", "2053", "beta.test").stdout == ""
+        inst.cli("start", "beta")
+        beta = address(inst, "beta")
+        assert beta in inst.cli("exec", "alpha", "nslookup", "beta").stdout
         inst.cli("rm", "-f", "beta")
         gone = inst.cli("exec", "alpha", "nslookup", "beta", check=False)
         assert beta not in gone.stdout
