@@ -128,20 +128,8 @@ class Lab:
         srv = self.ns("srv")
         for index, (bridge, address) in enumerate(links):
             host_if = f"v{short}{index}"
-            ip(
-                "-n",
-                srv,
-                "link",
-                "add",
-                host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"e{index}",
-                "netns",
-                name,
-            )
+            veth = ("type", "veth", "peer", "name", f"e{index}", "netns", name)
+            ip("-n", srv, "link", "add", host_if, *veth)
             ip("-n", srv, "link", "set", host_if, "master", bridge, "up")
             ip("-n", name, "addr", "add", address, "dev", f"e{index}")
             ip("-n", name, "link", "set", f"e{index}", "up")

@@ -116,23 +116,8 @@ class Upstream:
     def __init__(self, inst: Instance, pool: NetnsPool) -> None:
         self.ns = pool.create("up")
         host_if, peer_if = f"u{self.ns[-8:]}", "eth0"
-        run(
-            [
-                "ip",
-                "-n",
-                inst.netns,
-                "link",
-                "add",
-                host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                peer_if,
-                "netns",
-                self.ns,
-            ]
-        )
+        peer = ["peer", "name", peer_if, "netns", self.ns]
+        run(["ip", "-n", inst.netns, "link", "add", host_if, "type", "veth", *peer])
         run(["ip", "-n", inst.netns, "addr", "add", "10.93.0.1/24", "dev", host_if])
         run(["ip", "-n", inst.netns, "link", "set", host_if, "up"])
         run(["ip", "-n", self.ns, "addr", "add", f"{self.LIVE}/24", "dev", peer_if])
