@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from container_runtime import syscalls
 from container_runtime.dataplane import nsutil
 from container_runtime.models import Attachment, NetworkConfiguration, NetworkMode
 
@@ -38,17 +39,16 @@ def _child(fn: Callable[[Path], None], w: int) -> None:
     status = b"OK"
     try:
         os.setsid()
-        if nsutil._libc.unshare(CLONE_NEWNS | nsutil.CLONE_NEWNET) != 0:
-            raise OSError("unshare failed")
-        nsutil.mount(None, "/", None, MS_REC | MS_PRIVATE)
+        syscalls.unshare(CLONE_NEWNS | nsutil.CLONE_NEWNET)
+        syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)  # as on a real host
         tmp = tempfile.mkdtemp(prefix="dp-test-")
         # A private tmpfs: the namespaces bind-mounted in it vanish with one lazy unmount.
-        nsutil.mount("tmpfs", tmp, "tmpfs", 0)
+        syscalls.mount("tmpfs", tmp, "tmpfs", 0)
         try:
             fn(Path(tmp))
         finally:
-            nsutil.umount_detach(tmp)
+            syscalls.umount_detach(tmp)
             os.rmdir(tmp)
     except BaseException:  # noqa: BLE001 - reported to the parent
         status = traceback.format_exc().encode()

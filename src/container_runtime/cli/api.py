@@ -9,6 +9,7 @@ from typing import Any
 
 from ..client import UnixClient
 from ..errors import ContainerError
+from .output import dumps
 
 _SAFE = frozenset("-._~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
@@ -36,8 +37,15 @@ def for_each(names: list[str], action: Callable[[str], Any]) -> int:
     return 1 if failed else 0
 
 
-def fetch_each(names: list[str], fetch: Callable[[str], Any]) -> tuple[list[Any], int]:
-    """`fetch` every name; the results found, and the exit status (1 if any failed)."""
+def inspect_each(names: list[str], collection: str) -> int:
+    """`GET /v1/COLLECTION/NAME` for every name; the found ones printed as one JSON list,
+    an `Error:` line for each that fails; exit status (1 if any failed)."""
+    client = api()
     found: list[Any] = []
-    status = for_each(names, lambda name: found.append(fetch(name)))
-    return found, status
+    status = for_each(
+        names,
+        lambda name: found.append(client.request("GET", f"/v1/{collection}/{quote(name)}")),
+    )
+    if found:
+        print(dumps(found, pretty=True))
+    return status

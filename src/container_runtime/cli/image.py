@@ -9,7 +9,7 @@ from typing import Any
 
 from ..client import UnixClient
 from ..errors import ContainerError
-from .api import api, fetch_each, for_each, quote
+from .api import api, for_each, inspect_each, quote
 from .output import dumps, table
 
 
@@ -97,13 +97,7 @@ def list_images(args: argparse.Namespace) -> int:
 
 
 def inspect_images(args: argparse.Namespace) -> int:
-    client = api()
-    found, status = fetch_each(
-        args.references, lambda ref: client.request("GET", f"/v1/images/{quote(ref)}")
-    )
-    if found:
-        print(dumps(found, pretty=True))
-    return status
+    return inspect_each(args.references, "images")
 
 
 def delete_images(args: argparse.Namespace) -> int:

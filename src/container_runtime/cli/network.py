@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import ContainerError
-from .api import api, fetch_each, for_each, quote
+from .api import api, for_each, inspect_each, quote
 from .output import dumps, table
 
 
@@ -108,13 +108,7 @@ def list_networks(args: argparse.Namespace) -> int:
 
 
 def inspect_networks(args: argparse.Namespace) -> int:
-    client = api()
-    found, status = fetch_each(
-        args.names, lambda name: client.request("GET", f"/v1/networks/{quote(name)}")
-    )
-    if found:
-        print(dumps(found, pretty=True))
-    return status
+    return inspect_each(args.names, "networks")
 
 
 def delete_networks(args: argparse.Namespace) -> int:

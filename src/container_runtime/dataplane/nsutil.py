@@ -1,11 +1,10 @@
 """Network namespaces by path: open, check, enter briefly; create and delete named ones.
 
-Python 3.11 has no os.setns/os.unshare, so the syscalls go through libc via ctypes.
+Python 3.11 has no os.setns/os.unshare: the syscalls come from ../syscalls.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -16,52 +15,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from .. import syscalls
 from ..errors import ContainerError, InvalidArgument
+from ..syscalls import mount, umount_detach
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs fd: returns the namespace type (kernel >= 4.11)
 MS_REC = 0x4000
 MS_BIND = 0x1000
 MS_SHARED = 1 << 20
-MNT_DETACH = 2
 SYSTEM_NETNS_DIR = Path("/run/netns")
 NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_void_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 T = TypeVar("T")
 
 
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
 def setns(fd: int) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+    syscalls.setns(fd, CLONE_NEWNET)
 
 
 def unshare_net() -> None:
-    _check(_libc.unshare(CLONE_NEWNET), "unshare")
-
-
-def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
-    src = source.encode() if source is not None else None
-    fst = fstype.encode() if fstype is not None else None
-    _check(_libc.mount(src, target.encode(), fst, flags, None), f"mount {target}")
-
-
-def umount_detach(target: str) -> None:
-    _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
+    syscalls.unshare(CLONE_NEWNET)
 
 
 def current_netns_fd() -> int:

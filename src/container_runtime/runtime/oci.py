@@ -23,7 +23,6 @@ readable by ``state()`` from any later process.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
+from ..syscalls import mount, umount_detach
 from .images import ImageInfo, ImageStore
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -69,34 +69,29 @@ DEFAULT_CAPS = [
 CGROUP_PARENT = "/container-runtime"
 START_TIMEOUT = 60.0
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-MNT_DETACH = 2
-
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
-    opts = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
-    if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts) != 0:
-        err = ctypes.get_errno()
-        raise ContainerError(f"mounting the rootfs overlay on {target} failed: {os.strerror(err)}")
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    try:
+        mount("overlay", str(target), "overlay", 0, opts)
+    except OSError as exc:
+        raise ContainerError(
+            f"mounting the rootfs overlay on {target} failed: {os.strerror(exc.errno or 0)}"
+        ) from None
 
 
 def _umount(target: Path) -> None:
     for _ in range(10):
         if not os.path.ismount(target):
             return
-        if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            if err in (errno.EINVAL, errno.ENOENT):
+        try:
+            umount_detach(str(target))
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
                 return
-            raise ContainerError(f"unmounting {target} failed: {os.strerror(err)}")
+            raise ContainerError(
+                f"unmounting {target} failed: {os.strerror(exc.errno or 0)}"
+            ) from None
 
 
 def validate_container_id(container_id: str) -> str:
