@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InvalidArgument
-from .models import parse_ipv4_subnet, parse_ipv6_subnet, parse_mtu, validate_domain
+from .models import (
+    check_usable_subnet,
+    parse_ipv4_subnet,
+    parse_ipv6_subnet,
+    parse_mtu,
+    validate_domain,
+)
 
 DEFAULT_SUBNET = "192.168.64.1/24"
 DEFAULT_POOL = "192.168.64.0/18"
@@ -38,6 +44,9 @@ class Config:
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.64.0/24")
     gateway: ipaddress.IPv4Address = ipaddress.IPv4Address("192.168.64.1")
     subnet_v6: ipaddress.IPv6Network | None = None
+    # Whether the user chose `subnet`: if not, a default that overlaps a host route moves
+    # to the next free subnet of the pool; a chosen one is refused instead.
+    subnet_configured: bool = False
     mtu: int | None = None
     pool: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_POOL)
     pool_prefix: int = 24
@@ -45,6 +54,7 @@ class Config:
     dns_upstreams: tuple[str, ...] = ()
     plugin_path: tuple[str, ...] = field(default_factory=tuple)
     source: str = "(defaults)"
+    path: str = ""  # where the config file is (or would be), for messages
 
 
 _SCHEMA: dict[str, set[str]] = {
@@ -75,7 +85,7 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Config()
+        return Config(path=str(path))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
@@ -102,7 +112,7 @@ def load_config(path: Path) -> Config:
     net: dict[str, Any] = data.get("network", {})
     dns: dict[str, Any] = data.get("dns", {})
     plugins: dict[str, Any] = data.get("plugins", {})
-    kwargs: dict[str, Any] = {"source": str(path)}
+    kwargs: dict[str, Any] = {"source": str(path), "path": str(path)}
 
     def checked(section: str, key: str, parse: Any, raw: Any, kind: type) -> Any:
         if not isinstance(raw, kind) or isinstance(raw, bool):
@@ -113,13 +123,12 @@ def load_config(path: Path) -> Config:
             raise fail(section, key, exc.message) from None
 
     if "subnet" in net:
-        subnet = checked("network", "subnet", parse_ipv4_subnet, net["subnet"], str)
+        subnet = checked("network", "subnet", _parse_usable_v4, net["subnet"], str)
         kwargs["subnet"] = subnet
+        kwargs["subnet_configured"] = True
         kwargs["gateway"] = subnet.network_address + 1
     if "subnetv6" in net:
-        kwargs["subnet_v6"] = checked(
-            "network", "subnetv6", parse_ipv6_subnet, net["subnetv6"], str
-        )
+        kwargs["subnet_v6"] = checked("network", "subnetv6", _parse_usable_v6, net["subnetv6"], str)
     if "mtu" in net:
         kwargs["mtu"] = checked("network", "mtu", parse_mtu, net["mtu"], int)
     if "pool" in net:
@@ -149,6 +158,18 @@ def load_config(path: Path) -> Config:
     return config
 
 
+def _parse_usable_v4(text: str) -> ipaddress.IPv4Network:
+    net = parse_ipv4_subnet(text)
+    check_usable_subnet(net)
+    return net
+
+
+def _parse_usable_v6(text: str) -> ipaddress.IPv6Network:
+    net = parse_ipv6_subnet(text)
+    check_usable_subnet(net, "IPv6 subnet")
+    return net
+
+
 def _parse_pool(text: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.ip_network(text, strict=False)
@@ -156,6 +177,7 @@ def _parse_pool(text: str) -> ipaddress.IPv4Network:
         raise InvalidArgument(f"invalid pool {text!r}: not an IPv4 network") from None
     if not isinstance(net, ipaddress.IPv4Network):
         raise InvalidArgument(f"invalid pool {text!r}: not an IPv4 network")
+    check_usable_subnet(net, "pool")
     return net
 
 

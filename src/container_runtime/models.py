@@ -115,6 +115,37 @@ def parse_ipv4_subnet(text: str) -> ipaddress.IPv4Network:
     return net
 
 
+# Ranges a network can never use: the kernel treats them specially, so a bridge there
+# breaks routing (loopback, multicast) or collides with what every host already has.
+_UNUSABLE_V4 = (
+    (ipaddress.IPv4Network("0.0.0.0/8"), "unspecified ('this network')"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "link-local"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+    (ipaddress.IPv4Network("240.0.0.0/4"), "reserved (with the broadcast address)"),
+)
+_UNUSABLE_V6 = (
+    (ipaddress.IPv6Network("::/8"), "reserved (unspecified, loopback, IPv4-mapped)"),
+    (ipaddress.IPv6Network("fe80::/10"), "link-local"),
+    (ipaddress.IPv6Network("fec0::/10"), "deprecated site-local"),
+    (ipaddress.IPv6Network("ff00::/8"), "multicast"),
+)
+
+
+def check_usable_subnet(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network, what: str = "subnet"
+) -> None:
+    """Refuse loopback, multicast, link-local, reserved and unspecified ranges.
+
+    Not part of the parsers: rows stored before this check existed must stay readable."""
+    ranges = _UNUSABLE_V4 if isinstance(net, ipaddress.IPv4Network) else _UNUSABLE_V6
+    for reserved, why in ranges:
+        if net.overlaps(reserved):  # type: ignore[arg-type]
+            raise InvalidArgument(f"invalid {what} {net}: overlaps {reserved}, the {why} range")
+    if isinstance(net, ipaddress.IPv6Network) and net.is_reserved:
+        raise InvalidArgument(f"invalid {what} {net}: an IANA-reserved range")
+
+
 def parse_ipv6_subnet(text: str) -> ipaddress.IPv6Network:
     if "/" not in text:
         raise InvalidArgument(f"invalid IPv6 subnet {text!r}: expected CIDR such as fd00:1::/64")
@@ -489,8 +520,8 @@ class PortMapping:
     def parse(text: str) -> list[PortMapping]:
         """`[HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|udp]` -> one mapping per port."""
         bad = f"invalid publish spec {text!r}: expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"
-        spec, _, proto = text.partition("/")
-        proto = proto or "tcp"
+        spec, slash, proto = text.partition("/")
+        proto = proto if slash else "tcp"  # "8080:80/" names no protocol: refused
         if proto not in PROTOCOLS:
             raise InvalidArgument(f"invalid publish spec {text!r}: protocol must be tcp or udp")
         parts = spec.split(":")

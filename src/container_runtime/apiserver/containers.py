@@ -252,7 +252,7 @@ class ContainerService:
         cfg["imageDigest"] = image.digest
         cid = secrets.token_hex(32)
         with self._create_lock:
-            if name:
+            if name is not None:  # given but empty is refused, not replaced by a generated one
                 validate_container_name(str(name))
             else:
                 taken = set(self._names().values())
@@ -261,6 +261,7 @@ class ContainerService:
                     for i in range(0, 56)
                     if f"c-{cid[i : i + 8]}" not in taken
                 )
+            self.networks.check_dns_names(str(name), [n["network"] for n in cfg["networks"]])
             try:
                 with self.db.write() as conn:
                     conn.execute(
@@ -333,6 +334,9 @@ class ContainerService:
                 )
                 attached.append((plugin, spec["network"]))
                 atts.append(reply)
+            # After the attachments are committed: of two racing starts, the later check
+            # sees both, so two live containers never answer to one DNS name.
+            self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
                 forwards = [{**p, "containerIP": primary_ip} for p in cfg["ports"]]

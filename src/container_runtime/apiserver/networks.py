@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,15 +27,18 @@ from ..models import (
     NetworkConfiguration,
     NetworkMode,
     NetworkStatus,
+    check_usable_subnet,
     parse_gateway,
     parse_ipv4_subnet,
     parse_ipv6_subnet,
     parse_key_values,
     validate_container_name,
     validate_network_name,
+    validate_plugin_name,
 )
 from ..network.plugins import find_plugin
 from ..state import Database
+from .dnsnames import check_dns_names
 from .helpers import HelperClient
 from .hostroutes import host_routes
 
@@ -99,16 +102,22 @@ class NetworkService:
     # -- creating ---------------------------------------------------------------------------
 
     def ensure_default(self) -> None:
+        """Create `default` at the first start, checked against host routes like any network.
+
+        A subnet the user chose in config.toml that overlaps a host route is refused (the
+        API server does not start); the built-in default moves to the next free subnet of
+        the pool instead, and says so in the log."""
         with self.db.read() as conn:
             exists = conn.execute(
                 "SELECT 1 FROM networks WHERE name = ?", (DEFAULT_NETWORK,)
             ).fetchone()
         if exists:
             return
+        subnet, gateway = self._default_subnet()
         config = NetworkConfiguration(
             name=DEFAULT_NETWORK,
-            ipv4_subnet=self.config.subnet,
-            ipv4_gateway=self.config.gateway,
+            ipv4_subnet=subnet,
+            ipv4_gateway=gateway,
             ipv6_subnet=self.config.subnet_v6,
             labels={"builtin": "true"},
             creation_date=datetime.now(UTC).isoformat(),
@@ -120,6 +129,37 @@ class NetworkService:
                 (config.name, json.dumps(config.to_json()), config.creation_date),
             )
         log.info(f"container-apiserver: created network default ({config.ipv4_subnet})")
+
+    def _default_subnet(self) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+        taken = self._taken()
+        where = self.config.path or "config.toml"
+        v6 = self.config.subnet_v6
+        if v6 is not None:
+            clash = _overlap(v6, taken)
+            if clash:
+                raise Conflict(
+                    f"the default network's IPv6 subnet {v6} overlaps {clash}; choose another"
+                    f" [network] subnetv6 in {where}"
+                )
+        subnet = self.config.subnet
+        clash = _overlap(subnet, taken)
+        if clash is None:
+            return subnet, self.config.gateway
+        try:
+            free: ipaddress.IPv4Network | None = self._free_subnet(taken)
+        except Exhausted:
+            free = None
+        if self.config.subnet_configured or free is None:
+            hint = f', e.g. subnet = "{free.network_address + 1}/{free.prefixlen}"' if free else ""
+            raise Conflict(
+                f"the default network's subnet {subnet} overlaps {clash}; choose another"
+                f" [network] subnet in {where}{hint}"
+            )
+        log.warning(
+            f"container-apiserver: the default subnet {subnet} overlaps {clash}; the default"
+            f" network uses {free} instead (set [network] subnet in {where} to choose one)"
+        )
+        return free, free.network_address + 1
 
     def realise_pending(self) -> None:
         """Ask the helpers to build every network (idempotent); record their bridges."""
@@ -141,26 +181,33 @@ class NetworkService:
         if name == DEFAULT_NETWORK:
             raise Conflict("network default already exists (it is built in)")
         validate_network_name(name)
-        plugin = str(body.get("plugin") or DEFAULT_PLUGIN)
+        # Given but empty is refused, not taken as "the default" (None means not given).
+        given_plugin = body.get("plugin")
+        plugin = DEFAULT_PLUGIN if given_plugin is None else validate_plugin_name(str(given_plugin))
         find_plugin(plugin, self.config.plugin_path)
         labels = parse_key_values(_str_list(body.get("labels")), "label")
         if labels.get("builtin"):
             raise InvalidArgument("the label 'builtin' is reserved")
         options = parse_key_values(_str_list(body.get("options")), "option")
         mode = NetworkMode.INTERNAL if body.get("internal") else NetworkMode.NAT
-        subnet_v6 = parse_ipv6_subnet(str(body["subnetV6"])) if body.get("subnetV6") else None
+        subnet_v6 = None
+        if body.get("subnetV6") is not None:
+            subnet_v6 = parse_ipv6_subnet(str(body["subnetV6"]))
+            check_usable_subnet(subnet_v6, "IPv6 subnet")
         with self.create_lock:
             if self._exists(name):
                 raise Conflict(f"network {name} already exists")
             taken = self._taken()
             subnet_text = body.get("subnet")
-            if subnet_text:
+            gateway_text = body.get("gateway")
+            if subnet_text is not None:
                 subnet = parse_ipv4_subnet(str(subnet_text))
-            elif body.get("gateway"):
+                check_usable_subnet(subnet)
+            elif gateway_text is not None:
                 raise InvalidArgument("--gateway needs --subnet")
             else:
                 subnet = self._free_subnet(taken)
-            gateway = parse_gateway(body.get("gateway"), subnet)
+            gateway = parse_gateway(None if gateway_text is None else str(gateway_text), subnet)
             self._check_overlap(subnet, taken)
             if subnet_v6 is not None:
                 self._check_overlap(subnet_v6, taken)
@@ -222,9 +269,9 @@ class NetworkService:
 
     @staticmethod
     def _check_overlap(subnet: AnyNetwork, taken: list[tuple[AnyNetwork, str]]) -> None:
-        for other, what in taken:
-            if other.version == subnet.version and subnet.overlaps(other):  # type: ignore[arg-type]
-                raise Conflict(f"subnet {subnet} overlaps {what}")
+        clash = _overlap(subnet, taken)
+        if clash is not None:
+            raise Conflict(f"subnet {subnet} overlaps {clash}")
 
     def _free_subnet(self, in_use: list[tuple[AnyNetwork, str]]) -> ipaddress.IPv4Network:
         taken = [n for n, _ in in_use if isinstance(n, ipaddress.IPv4Network)]
@@ -277,6 +324,13 @@ class NetworkService:
     def attach(self, name: str, body: dict[str, Any]) -> Attachment:
         config = self.configuration(name)
         owner = validate_container_name(str(body.get("name") or ""))
+        holder = self._container_named(owner)
+        if holder is not None:
+            raise Conflict(
+                f"{owner} is the name of container {holder}: a container's attachments are"
+                " made by starting it, not with network attach (choose another name)"
+            )
+        self.check_dns_names(owner, [name], owner=owner, what="attachment")
         request = {
             "owner": owner,
             "hostname": owner,
@@ -293,10 +347,46 @@ class NetworkService:
         return Attachment.from_json(reply)
 
     def detach(self, name: str, owner: str) -> Attachment:
-        helper = self.helper_for(self.configuration(name).plugin)
+        config = self.configuration(name)
+        with self.db.read() as conn:
+            # By id, or by the name of a container that is attached there: either way the
+            # interface is the container's, and removing it under a running container
+            # would hand its address to the next one while inspect still shows it.
+            row = conn.execute(
+                "SELECT c.name FROM containers c WHERE c.id = ? OR (c.name = ? AND EXISTS"
+                " (SELECT 1 FROM attachments a WHERE a.network = ? AND a.owner = c.id)"
+                " AND NOT EXISTS (SELECT 1 FROM attachments b WHERE b.network = ?"
+                " AND b.owner = ?))",
+                (owner, owner, name, name, owner),
+            ).fetchone()
+        if row is not None:
+            raise Conflict(
+                f"the attachment to network {name} belongs to container {row[0]}: network"
+                f" detach only releases bare attachments (stop or remove container {row[0]})"
+            )
+        helper = self.helper_for(config.plugin)
         reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
         self.on_change(True)
         return Attachment.from_json(reply)
+
+    def _container_named(self, name: str) -> str | None:
+        """The container whose name is `name` (case-insensitively: names are DNS names)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT name FROM containers WHERE lower(name) = lower(?) LIMIT 1", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def check_dns_names(
+        self,
+        name: str,
+        networks: Iterable[str],
+        owner: str | None = None,
+        what: str = "container",
+    ) -> None:
+        """Refuse `name` if a live attachment on one of `networks` answers to one of its
+        DNS names (see dnsnames.py)."""
+        check_dns_names(self.db, self.config.dns_domain, name, networks, owner, what)
 
     def attachments(self, name: str) -> list[Attachment]:
         helper = self.helper_for(self.configuration(name).plugin)
@@ -330,6 +420,14 @@ class NetworkService:
                 ).fetchall()
             )
             return [self._row_to_network(r, counts.get(r["name"], 0)) for r in rows]
+
+
+def _overlap(subnet: AnyNetwork, taken: list[tuple[AnyNetwork, str]]) -> str | None:
+    """What `subnet` overlaps ("host route 10.0.0.0/24 (dev eth1)"), or None."""
+    for other, what in taken:
+        if other.version == subnet.version and subnet.overlaps(other):  # type: ignore[arg-type]
+            return what
+    return None
 
 
 def _str_list(value: Any) -> list[str]:

@@ -41,7 +41,7 @@ class NetworkInfo:
 class Record:
     network: str
     owner: str
-    names: tuple[str, ...]  # lower-case single names: owner and the hostname's first label
+    names: tuple[str, ...]  # the lower-case bare name (see bare_name)
     hostname: str  # fully qualified, lower-case, no trailing dot (the PTR target)
     address4: IPv4
     address6: IPv6 | None
@@ -440,18 +440,40 @@ def _record(
     except (ValueError, TypeError):
         log.warning("attachment %s/%s: bad address %r", network, owner, address)
         return None
-    owner_l = str(owner).lower()
     host = str(hostname or owner).strip(".").lower()
-    first = host.split(".")[0] if host else owner_l
-    names = tuple(dict.fromkeys(n for n in (owner_l, first) if n))
+    bare = bare_name(str(owner), host, domain)
     fqdn = host if "." in host or not domain else f"{host}.{domain}"
     addr6 = _parse_v6(ipv6)
     texts = (str(addr4),) + ((str(addr6),) if addr6 is not None else ())
     suffixes = ((domain,) if domain else ()) + extra_domains
-    qnames = tuple(
-        dict.fromkeys([fqdn, *names, *(f"{n}.{sfx}" for n in names for sfx in suffixes)])
-    )
+    names = (bare,)
+    qnames = answer_names(bare, fqdn, suffixes)
     return Record(str(network), str(owner), names, fqdn, addr4, addr6, texts, qnames)
+
+
+def _is_id(owner: str) -> bool:
+    return len(owner) == 64 and all(c in "0123456789abcdef" for c in owner)
+
+
+def bare_name(owner: str, hostname: str, domain: str | None) -> str:
+    """The name an attachment answers to without a domain: its owner's name as given.
+
+    Container attachments are owned by container ids; their hostname is `NAME.DOMAIN.`,
+    so the name is the hostname without the domain.  Never a prefix of the name: a
+    container `a2.evil` is `a2.evil`, not `a2` (that let it take over a2's name).
+    """
+    if not _is_id(owner):
+        return owner.lower()  # a bare attachment: owner and name are one
+    host = hostname.strip(".").lower()
+    if domain and host.endswith("." + domain):
+        return host[: -len(domain) - 1]
+    return host
+
+
+def answer_names(bare: str, fqdn: str, suffixes: tuple[str, ...]) -> tuple[str, ...]:
+    """Every name an attachment answers to: its hostname, its bare name, and the bare name
+    under the config domain and each host domain of `system dns create`."""
+    return tuple(dict.fromkeys([fqdn, bare, *(f"{bare}.{sfx}" for sfx in suffixes)]))
 
 
 def build_snapshot(

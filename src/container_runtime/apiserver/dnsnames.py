@@ -1,0 +1,67 @@
+"""One owner per DNS name on a network: the check behind container create/start and
+network attach.
+
+A name answers as NAME, NAME.DOMAIN and NAME under each host domain of `system dns
+create` (dns/records.py says which names an attachment answers to); two live
+attachments on one network must never share one, compared without case (DNS names are
+case-insensitive), or clients of one would reach the other.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from ..dns.records import answer_names, bare_name
+from ..errors import Conflict
+from ..state import Database
+
+
+def check_dns_names(
+    db: Database,
+    domain: str | None,
+    name: str,
+    networks: Iterable[str],
+    owner: str | None = None,
+    what: str = "container",
+) -> None:
+    """Raise Conflict naming the holder when a live attachment on one of `networks`
+    (other than `owner`'s own) answers to one of `name`'s DNS names."""
+    nets = list(dict.fromkeys(networks))
+    if not nets:
+        return
+    with db.read() as conn:
+        try:
+            extra = [str(r[0]).lower() for r in conn.execute("SELECT domain FROM dns_domains")]
+        except sqlite3.OperationalError:  # a database from before the table existed
+            extra = []
+        suffixes = tuple(dict.fromkeys(((domain,) if domain else ()) + tuple(extra)))
+        bare = name.lower()
+        mine = set(answer_names(bare, f"{bare}.{domain}" if domain else bare, suffixes))
+        # Another attachment answers to one of these only if its bare name is one of them,
+        # or one of them minus a suffix: fetch just those rows, not the whole network.
+        bares = mine | {n[: -len(x) - 1] for n in mine for x in suffixes if n.endswith("." + x)}
+        hosts = bares | {f"{b}.{domain}" for b in bares if domain}
+        marks = ",".join("?" * len(nets))
+        rows = conn.execute(
+            "SELECT a.network, a.owner, a.hostname, c.name FROM attachments a"
+            f" LEFT JOIN containers c ON c.id = a.owner WHERE a.network IN ({marks})"
+            f" AND (lower(rtrim(a.hostname, '.')) IN ({','.join('?' * len(hosts))})"
+            f" OR lower(a.owner) IN ({','.join('?' * len(bares))}))",
+            (*nets, *sorted(hosts), *sorted(bares)),
+        ).fetchall()
+    for network, other, hostname, container in sorted(rows, key=lambda r: nets.index(r[0])):
+        if other == owner:
+            continue
+        if container == name:  # the same name exactly: the usual message
+            raise Conflict(f"container name {name} is already in use")
+        host = str(hostname).strip(".").lower()
+        fqdn = host if "." in host or not domain else f"{host}.{domain}"
+        theirs = answer_names(bare_name(str(other), host, domain), fqdn, suffixes)
+        clash = sorted(mine.intersection(theirs))
+        if clash:
+            holder = f"container {container}" if container else f"attachment {other}"
+            raise Conflict(
+                f"the DNS name {clash[0]} of {what} {name} is already taken on network"
+                f" {network} by {holder} (DNS names are case-insensitive)"
+            )
