@@ -167,7 +167,7 @@ def test_bare_calls_cannot_detach_or_reattach_a_containers_attachment(named: Sys
 
 
 def test_empty_name_and_protocol_are_refused(named: System) -> None:
-    inst, ref = named.inst, named.image
+    ref = named.image
     _refused_and_unchanged(named, ["run", "-d", "--name", "", ref], "invalid container name ''")
     _refused_and_unchanged(
         named, ["run", "-d", "-p", "8080:80/", ref], "'8080:80/'", "protocol must be tcp or udp"
