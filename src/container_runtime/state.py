@@ -51,6 +51,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS attachments_ipv6 ON attachments(network, ipv6)
     WHERE ipv6 IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_ifname)
     WHERE host_ifname IS NOT NULL;
+-- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
+CREATE INDEX IF NOT EXISTS attachments_hostname ON attachments(network, hostname);
 CREATE TABLE IF NOT EXISTS alloc_cursor (
     network TEXT PRIMARY KEY,
     next_offset INTEGER NOT NULL

@@ -39,16 +39,16 @@ def check_dns_names(
         bare = name.lower()
         mine = set(answer_names(bare, f"{bare}.{domain}" if domain else bare, suffixes))
         # Another attachment answers to one of these only if its bare name is one of them,
-        # or one of them minus a suffix: fetch just those rows, not the whole network.
+        # or one of them minus a suffix; its hostname (stored lower-case, as NAME.DOMAIN.)
+        # is then one of `hosts`. Plain comparisons, so this stays cheap on big networks.
         bares = mine | {n[: -len(x) - 1] for n in mine for x in suffixes if n.endswith("." + x)}
-        hosts = bares | {f"{b}.{domain}" for b in bares if domain}
-        marks = ",".join("?" * len(nets))
+        hosts = sorted({h + dot for b in bares for h in (b, f"{b}.{domain}") for dot in ("", ".")})
         rows = conn.execute(
             "SELECT a.network, a.owner, a.hostname, c.name FROM attachments a"
-            f" LEFT JOIN containers c ON c.id = a.owner WHERE a.network IN ({marks})"
-            f" AND (lower(rtrim(a.hostname, '.')) IN ({','.join('?' * len(hosts))})"
-            f" OR lower(a.owner) IN ({','.join('?' * len(bares))}))",
-            (*nets, *sorted(hosts), *sorted(bares)),
+            " LEFT JOIN containers c ON c.id = a.owner"
+            f" WHERE a.network IN ({','.join('?' * len(nets))})"
+            f" AND a.hostname IN ({','.join('?' * len(hosts))})",
+            (*nets, *hosts),
         ).fetchall()
     for network, other, hostname, container in sorted(rows, key=lambda r: nets.index(r[0])):
         if other == owner:
