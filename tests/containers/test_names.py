@@ -148,9 +148,10 @@ def test_bare_calls_cannot_detach_or_reattach_a_containers_attachment(named: Sys
     for argv, fragments in [
         (["network", "detach", NET, "--name", cid], ("belongs to container a2",)),
         (["network", "detach", NET, "--name", "a2"], ("belongs to container a2",)),
-        (["network", "attach", NET, "--name", "a2"], ("a2 is the name of container a2",)),
-        (["network", "attach", NET, "--name", "A2"], ("name of container a2",)),
-        (["network", "attach", "default", "--name", "a2"], ("name of container a2",)),
+        (["network", "attach", NET, "--name", "a2"], ("a2 names container a2",)),
+        (["network", "attach", NET, "--name", cid], (f"{cid} names container a2",)),
+        (["network", "attach", NET, "--name", "A2"], ("A2 names container a2",)),
+        (["network", "attach", "default", "--name", "a2"], ("names container a2",)),
     ]:
         _refused_and_unchanged(named, argv, *fragments)
     # the container still has its interface and address, and the next one gets another

@@ -323,13 +323,14 @@ class NetworkService:
 
     def attach(self, name: str, body: dict[str, Any]) -> Attachment:
         config = self.configuration(name)
-        owner = validate_container_name(str(body.get("name") or ""))
-        holder = self._container_named(owner)
+        given = str(body.get("name") or "")
+        holder = self._container_named(given)
         if holder is not None:
             raise Conflict(
-                f"{owner} is the name of container {holder}: a container's attachments are"
-                " made by starting it, not with network attach (choose another name)"
+                f"{given} names container {holder}: a container's attachments are made by"
+                " starting it, not with network attach (choose another name)"
             )
+        owner = validate_container_name(given)
         self.check_dns_names(owner, [name], owner=owner, what="attachment")
         request = {
             "owner": owner,
@@ -370,10 +371,11 @@ class NetworkService:
         return Attachment.from_json(reply)
 
     def _container_named(self, name: str) -> str | None:
-        """The container whose name is `name` (case-insensitively: names are DNS names)."""
+        """The container whose id or name is `name` (names without case: they are DNS names)."""
         with self.db.read() as conn:
             row = conn.execute(
-                "SELECT name FROM containers WHERE lower(name) = lower(?) LIMIT 1", (name,)
+                "SELECT name FROM containers WHERE id = ? OR lower(name) = lower(?) LIMIT 1",
+                (name, name),
             ).fetchone()
         return None if row is None else str(row[0])
 
