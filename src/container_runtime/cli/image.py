@@ -10,34 +10,38 @@ from typing import Any
 from ..client import UnixClient
 from ..errors import ContainerError
 from .api import api, for_each, inspect_each, quote
-from .output import dumps, table
+from .output import dumps, show_help, table
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     image = commands.add_parser("image", aliases=["i"], help="manage images")
+    image.set_defaults(handler=show_help(image))
     sub = image.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    sub.required = True
 
     pull = sub.add_parser("pull", help="pull an image from a registry")
-    pull.add_argument("reference", metavar="REFERENCE")
+    pull.add_argument("reference", metavar="REFERENCE", help="image, e.g. nginx:latest")
     pull.add_argument("--insecure", action="store_true", help="plain HTTP / no TLS verification")
     pull.set_defaults(handler=pull_command)
 
     lister = sub.add_parser("list", aliases=["ls"], help="list images")
-    lister.add_argument("--format", choices=["table", "json"], default="table")
+    lister.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
     lister.add_argument("-q", "--quiet", action="store_true", help="only references")
     lister.set_defaults(handler=list_images)
 
-    inspect = sub.add_parser("inspect", help="show images as JSON")
-    inspect.add_argument("references", nargs="+", metavar="REFERENCE")
+    inspect = sub.add_parser("inspect", help="show images as JSON, one object per line")
+    inspect.add_argument("references", nargs="+", metavar="REFERENCE", help="image references")
     inspect.set_defaults(handler=inspect_images)
 
     delete = sub.add_parser("delete", aliases=["rm"], help="delete images")
-    delete.add_argument("references", nargs="+", metavar="REFERENCE")
+    delete.add_argument("references", nargs="+", metavar="REFERENCE", help="image references")
     delete.set_defaults(handler=delete_images)
 
     load = sub.add_parser("load", help="load images from an OCI or Docker archive")
-    load.add_argument("-i", "--input", required=True, metavar="FILE")
+    load.add_argument(
+        "-i", "--input", required=True, metavar="FILE", help="a tar archive (OCI or docker save)"
+    )
     load.set_defaults(handler=load_images)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import ContainerError, Unavailable
 from ..paths import Paths
 from .api import api
-from .output import table
+from .output import show_help, table
 
 APISERVER_MARKER = "container-apiserver"
 HELPER_MARKER = "container-"
@@ -19,15 +19,19 @@ HELPER_MARKER = "container-"
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     system = commands.add_parser("system", aliases=["s"], help="manage the container system")
+    system.set_defaults(handler=show_help(system))
     sub = system.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    sub.required = True
     start = sub.add_parser("start", help="start the API server and its helpers")
-    start.add_argument("--timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    start.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long (default 60)"
+    )
     start.set_defaults(handler=start_system)
     stop = sub.add_parser("stop", help="stop every container, then the daemons")
     stop.set_defaults(handler=stop_system)
-    status = sub.add_parser("status", help="show the daemons, their pids and sockets")
-    status.add_argument("--format", choices=["table", "json"], default="table")
+    status = sub.add_parser("status", help="show whether it runs: version, roots, daemons")
+    status.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
     status.set_defaults(handler=system_status)
     from . import dns
 
