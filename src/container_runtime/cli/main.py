@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     except ContainerError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         sys.exit(1)
+    except PermissionError as exc:
+        # Whatever a command touches without the privilege it needs: one line, no traceback.
+        where = f" on {exc.filename}" if exc.filename else ""
+        print(f"Error: permission denied{where}: run it as root", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
