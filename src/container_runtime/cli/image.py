@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..client import UnixClient
-from ..errors import ContainerError
+from ..errors import ContainerError, InvalidArgument, NotFound
 from .api import api, for_each, inspect_each, quote
 from .output import dumps, show_help, table
 
@@ -56,15 +56,32 @@ def pull_image(client: UnixClient, reference: str, insecure: bool) -> dict[str, 
         info: dict[str, Any] = client.request(
             "POST", "/v1/images/pull", {"reference": reference, "insecure": insecure}
         )
-    except ContainerError:
+    except ContainerError as exc:
         if live:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
-        raise
+        raise _missing_locally(client, reference, exc) from None
     print(f"Pulling {reference} ...", file=sys.stderr)
     for line in info.get("progress") or []:
         print(line, file=sys.stderr)
     print(f"Pulled {info['reference']} ({info['digest']})", file=sys.stderr, flush=True)
     return info
+
+
+def _missing_locally(client: UnixClient, reference: str, exc: ContainerError) -> ContainerError:
+    """A refused pull of an image that is not here either says both (`run` of an image
+    never loaded used to blame only the registry)."""
+    if isinstance(exc, InvalidArgument):
+        return exc
+    try:
+        client.request("GET", f"/v1/images/{quote(reference)}")
+        return exc  # a local copy exists: only the pull failed
+    except NotFound:
+        pass
+    except ContainerError:
+        return exc
+    if isinstance(exc, NotFound):
+        return NotFound(exc.message.replace(" not found in ", " not found locally nor in ", 1))
+    return type(exc)(f"image {reference} not found locally and {exc.message}")
 
 
 def pull_command(args: argparse.Namespace) -> int:
