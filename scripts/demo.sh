@@ -4,6 +4,8 @@
 # No internet is needed: the image is built locally from busybox-static and loaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/need-setup.sh
+need_setup jq nft runc conmon skopeo umoci busybox
 export PATH="$PWD/.venv/bin:$PATH"
 
 image_dir=$(mktemp -d)

@@ -18,7 +18,7 @@ def snapshot(inst: Instance) -> tuple[Any, ...]:
     """What a refused command must leave exactly as it was."""
     nets = networks(inst)
     attachments = {
-        n["id"]: inst.cli("network", "inspect", n["id"]).json()[0]["containers"] for n in nets
+        n["id"]: inst.cli("network", "inspect", n["id"]).json()["containers"] for n in nets
     }
     links = sorted(link["ifname"] for link in inst.links())
     rules = inst.sh("nft", "-j", "list", "ruleset").stdout
@@ -28,13 +28,13 @@ def snapshot(inst: Instance) -> tuple[Any, ...]:
 def test_seed_flow_and_listing(instance: Instance) -> None:
     inst = instance
     assert inst.cli("network", "list", "-q").stdout.split() == ["default"]
-    default = inst.cli("network", "inspect", "default").json()[0]
+    default = inst.cli("network", "inspect", "default").json()
     assert default["configuration"]["ipv4Subnet"] == "192.168.64.0/24"
     assert default["configuration"]["ipv4Gateway"] == "192.168.64.1"
     assert default["configuration"]["labels"] == {"builtin": "true"}
 
     assert inst.cli("network", "create", "foo", "--subnet", "192.168.100.1/24").stdout == "foo\n"
-    foo = inst.cli("n", "inspect", "foo").json()[0]
+    foo = inst.cli("n", "inspect", "foo").json()
     assert foo["id"] == "foo"
     assert foo["configuration"]["ipv4Subnet"] == "192.168.100.0/24"  # normalised
     assert foo["configuration"]["ipv4Gateway"] == "192.168.100.1"
@@ -83,7 +83,7 @@ def test_create_flags_auto_subnet_prune_and_delete_all(instance: Instance) -> No
         "--option",
         "variant=isolated",
     )
-    zeta = inst.cli("network", "inspect", "zeta").json()[0]["configuration"]
+    zeta = inst.cli("network", "inspect", "zeta").json()["configuration"]
     assert zeta["ipv4Gateway"] == "10.30.255.254" and zeta["ipv6Subnet"] == "fd00:30::/64"
     assert zeta["mode"] == "internal" and zeta["labels"] == {"team": "net"}
     assert zeta["options"] == {"variant": "isolated"}
@@ -108,7 +108,7 @@ def test_create_flags_auto_subnet_prune_and_delete_all(instance: Instance) -> No
 
 BAD_INPUTS: list[tuple[list[str], tuple[str, ...]]] = [
     (["network", "create", "Bad_Name"], ("invalid network name",)),
-    (["network", "create", "-x"], ("arguments are required: name",)),
+    (["network", "create", "-x"], ("arguments are required: NAME",)),
     (["network", "create", "none"], ("reserved",)),
     (["network", "create", "host"], ("reserved",)),
     (["network", "create", "default"], ("network default already exists",)),
@@ -166,6 +166,18 @@ def test_bad_input_is_one_error_line_and_changes_nothing(instance: Instance) -> 
     assert snapshot(inst) == before
 
 
+def test_inspect_prints_one_object_per_line_like_container_inspect(instance: Instance) -> None:
+    inst = instance
+    inst.cli("network", "create", "foo", "--subnet", "10.70.0.0/24")
+    result = inst.cli("network", "inspect", "default", "nosuch", "foo", check=False)
+    assert result.returncode == 1
+    assert result.stderr == "Error: network nosuch not found\n"
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["default", "foo"]
+    jq = inst.sh("sh", "-c", "container network inspect foo | jq -r .configuration.ipv4Subnet")
+    assert jq.stdout == "10.70.0.0/24\n"
+
+
 def test_bad_config_refuses_to_start(stopped_instance: Instance) -> None:
     inst = stopped_instance
     inst.write_config('[network]\n# the default network\nsubnet = "192.168.64.0/33"\n')
@@ -175,7 +187,7 @@ def test_bad_config_refuses_to_start(stopped_instance: Instance) -> None:
     assert inst.our_processes() == []
     inst.write_config('[network]\nsubnet = "10.64.0.1/24"\n[dns]\ndomain = "corp"\n')
     inst.start()
-    default = inst.cli("network", "inspect", "default").json()[0]["configuration"]
+    default = inst.cli("network", "inspect", "default").json()["configuration"]
     assert default["ipv4Subnet"] == "10.64.0.0/24" and default["ipv4Gateway"] == "10.64.0.1"
     att = inst.cli("network", "attach", "default", "--name", "web").json()
     assert att["address"] == "10.64.0.2/24" and att["hostname"] == "web.corp."

@@ -28,7 +28,7 @@ def our_table(inst: Instance) -> str:
 
 
 def bridge_of(inst: Instance, network: str) -> str:
-    return str(inst.cli("network", "inspect", network).json()[0]["status"]["bridge"])
+    return str(inst.cli("network", "inspect", network).json()["status"]["bridge"])
 
 
 def kernel_view(inst: Instance) -> tuple[Any, ...]:
@@ -136,7 +136,7 @@ def test_attach_failures_roll_back(instance: Instance, netns_pool: NetnsPool) ->
     inst.cli("network", "create", "foo", "--subnet", "10.94.0.0/24")
     member = netns_pool.create("m")
     inst.cli("network", "attach", "foo", "--name", "first", "--netns", member)
-    before = kernel_view(inst), inst.cli("network", "inspect", "foo").json()[0]["containers"]
+    before = kernel_view(inst), inst.cli("network", "inspect", "foo").json()["containers"]
 
     missing = inst.cli(
         "network",
@@ -152,7 +152,7 @@ def test_attach_failures_roll_back(instance: Instance, netns_pool: NetnsPool) ->
     assert "does not exist" in missing.stderr and len(missing.stderr.splitlines()) == 1
     clash = inst.cli("network", "attach", "foo", "--name", "y", "--netns", member, check=False)
     assert clash.returncode != 0 and "eth0 already exists" in clash.stderr
-    after = kernel_view(inst), inst.cli("network", "inspect", "foo").json()[0]["containers"]
+    after = kernel_view(inst), inst.cli("network", "inspect", "foo").json()["containers"]
     assert after == before
     # The rolled-back addresses are free: the next member gets the next address.
     second = inst.cli(

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import time
 
-from support.instance import VENV_BIN, Instance
+from support.instance import VENV_BIN, Instance, assert_refused
+
+import container_runtime
 
 
 def test_start_is_idempotent_and_status_shows_daemons(instance: Instance) -> None:
@@ -28,6 +30,36 @@ def test_start_is_idempotent_and_status_shows_daemons(instance: Instance) -> Non
     for daemon in ("container-apiserver", "container-network-bridge", "container-dns"):
         assert daemon in table
     assert str(api_pid) in table
+
+
+def test_status_shows_status_version_and_roots(instance: Instance) -> None:
+    inst = instance
+    status = inst.cli("system", "status", "--format", "json")
+    assert len(status.stdout.splitlines()) == 1  # one object
+    info = status.json()
+    assert info["status"] == "running" and info["version"] == container_runtime.__version__
+    assert info["root"] == str(inst.root) and info["runDir"] == str(inst.run_dir)
+    table = inst.cli("system", "status").stdout
+    assert "status:       running\n" in table
+    assert f"version:      {container_runtime.__version__}\n" in table
+    assert f"state root:   {inst.root}\n" in table and f"run root:     {inst.run_dir}\n" in table
+    inst.cli("system", "stop")
+    stopped = inst.cli("system", "status", "--format", "json", check=False)
+    assert stopped.returncode == 1 and stopped.json() == {"status": "not running"}
+    stopped = inst.cli("system", "status", check=False)
+    assert stopped.returncode == 1 and "status:       not running\n" in stopped.stdout
+
+
+def test_system_commands_without_root_say_so_in_one_line(instance: Instance) -> None:
+    inst = instance
+    daemons = sorted(inst.our_processes())
+    for command in ("start", "stop"):
+        result = inst.cli("system", command, check=False, user="65534")
+        assert_refused(result, f"`container system {command}` needs root", "sudo")
+    result = inst.cli("system", "status", check=False, user="65534")
+    assert_refused(result, "permission denied", "container group")
+    assert sorted(inst.our_processes()) == daemons  # nothing stopped, nothing started
+    assert inst.cli("system", "status", "--format", "json").json()["status"] == "running"
 
 
 def test_stop_leaves_nothing_running(instance: Instance) -> None:

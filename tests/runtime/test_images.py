@@ -127,7 +127,8 @@ def test_unknown_image_is_not_found(registry_image: tuple[Registry, str], tmp_pa
 
 def test_unreachable_registry(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "images")
-    with pytest.raises(errors.Unavailable, match="unreachable.*connection refused"):
+    hint = r"is unreachable \(dial tcp .*connection refused\); check the network, or load the image"
+    with pytest.raises(errors.Unavailable, match=hint):
         store.pull(f"127.0.0.1:{closed_port()}/x/y:1")
     assert store.list() == []
 

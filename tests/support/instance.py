@@ -40,6 +40,31 @@ def run(argv: list[str], check: bool = True, timeout: float = 60, **kw: Any) -> 
     return result
 
 
+_READABLE_COPY: list[Path] = []
+
+
+def readable_package_copy() -> Path:
+    """A copy of the container_runtime package in a world-readable temporary directory
+    (made once per test session, removed at exit), for running it as another user."""
+    if not _READABLE_COPY:
+        import atexit
+        import tempfile
+
+        import container_runtime
+
+        base = Path(tempfile.mkdtemp(prefix="ctr-pkg-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        shutil.copytree(
+            Path(container_runtime.__file__).parent,
+            base / "container_runtime",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        _READABLE_COPY.append(base)
+    return _READABLE_COPY[0]
+
+
 class NetnsPool:
     """Named network namespaces made by a test; all deleted at the end."""
 
@@ -107,9 +132,15 @@ class Instance:
         self, *args: str, check: bool = True, timeout: float = 120, user: str | None = None
     ) -> Result:
         argv = [str(VENV_BIN / "container"), *args]
+        env, cwd = self.env, None
         if user is not None:
+            # The clone (and its .venv) may live in a 0700 home such as /root: run the
+            # CLI's own code from a world-readable copy with the system's python.
+            copy = readable_package_copy()
+            argv = [os.path.realpath(sys.executable), "-m", "container_runtime.cli.main", *args]
             argv = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *argv]
-        return run(self.in_ns(argv), check=check, timeout=timeout, env=self.env)
+            env, cwd = {**self.env, "PYTHONPATH": str(copy)}, str(copy)
+        return run(self.in_ns(argv), check=check, timeout=timeout, env=env, cwd=cwd)
 
     def sh(self, *argv: str, check: bool = True, timeout: float = 30) -> Result:
         """Run a command in the daemons' network namespace."""

@@ -38,14 +38,11 @@ def for_each(names: list[str], action: Callable[[str], Any]) -> int:
 
 
 def inspect_each(names: list[str], collection: str) -> int:
-    """`GET /v1/COLLECTION/NAME` for every name; the found ones printed as one JSON list,
-    an `Error:` line for each that fails; exit status (1 if any failed)."""
+    """`GET /v1/COLLECTION/NAME` for every name, each found one printed as one JSON object
+    on its own line (as `container inspect` does, so `| jq .field` works), an `Error:`
+    line for each that fails; exit status (1 if any failed)."""
     client = api()
-    found: list[Any] = []
-    status = for_each(
+    return for_each(
         names,
-        lambda name: found.append(client.request("GET", f"/v1/{collection}/{quote(name)}")),
+        lambda name: print(dumps(client.request("GET", f"/v1/{collection}/{quote(name)}"))),
     )
-    if found:
-        print(dumps(found, pretty=True))
-    return status

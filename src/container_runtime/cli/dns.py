@@ -7,21 +7,23 @@ import argparse
 from urllib.parse import quote
 
 from .api import api
-from .output import dumps, table
+from .output import dumps, show_help, table
 
 
 def register(system_commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dns = system_commands.add_parser("dns", help="host resolution of container names")
+    dns.set_defaults(handler=show_help(dns))
     sub = dns.add_subparsers(dest="dns_command", metavar="SUBCOMMAND")
-    sub.required = True
     create = sub.add_parser("create", help="make the host resolve *.DOMAIN through us")
-    create.add_argument("domain", metavar="DOMAIN")
+    create.add_argument("domain", metavar="DOMAIN", help="domain, e.g. test")
     create.set_defaults(handler=create_domain)
     delete = sub.add_parser("delete", aliases=["rm"], help="undo `system dns create`")
-    delete.add_argument("domain", metavar="DOMAIN")
+    delete.add_argument("domain", metavar="DOMAIN", help="domain, e.g. test")
     delete.set_defaults(handler=delete_domain)
     lister = sub.add_parser("list", aliases=["ls"], help="list the host domains")
-    lister.add_argument("--format", choices=["table", "json"], default="table")
+    lister.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
     lister.set_defaults(handler=list_domains)
 
 

@@ -8,36 +8,40 @@ import sys
 from typing import Any
 
 from ..client import UnixClient
-from ..errors import ContainerError
+from ..errors import ContainerError, InvalidArgument, NotFound
 from .api import api, for_each, inspect_each, quote
-from .output import dumps, table
+from .output import dumps, show_help, table
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     image = commands.add_parser("image", aliases=["i"], help="manage images")
+    image.set_defaults(handler=show_help(image))
     sub = image.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    sub.required = True
 
     pull = sub.add_parser("pull", help="pull an image from a registry")
-    pull.add_argument("reference", metavar="REFERENCE")
+    pull.add_argument("reference", metavar="REFERENCE", help="image, e.g. nginx:latest")
     pull.add_argument("--insecure", action="store_true", help="plain HTTP / no TLS verification")
     pull.set_defaults(handler=pull_command)
 
     lister = sub.add_parser("list", aliases=["ls"], help="list images")
-    lister.add_argument("--format", choices=["table", "json"], default="table")
+    lister.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
     lister.add_argument("-q", "--quiet", action="store_true", help="only references")
     lister.set_defaults(handler=list_images)
 
-    inspect = sub.add_parser("inspect", help="show images as JSON")
-    inspect.add_argument("references", nargs="+", metavar="REFERENCE")
+    inspect = sub.add_parser("inspect", help="show images as JSON, one object per line")
+    inspect.add_argument("references", nargs="+", metavar="REFERENCE", help="image references")
     inspect.set_defaults(handler=inspect_images)
 
     delete = sub.add_parser("delete", aliases=["rm"], help="delete images")
-    delete.add_argument("references", nargs="+", metavar="REFERENCE")
+    delete.add_argument("references", nargs="+", metavar="REFERENCE", help="image references")
     delete.set_defaults(handler=delete_images)
 
     load = sub.add_parser("load", help="load images from an OCI or Docker archive")
-    load.add_argument("-i", "--input", required=True, metavar="FILE")
+    load.add_argument(
+        "-i", "--input", required=True, metavar="FILE", help="a tar archive (OCI or docker save)"
+    )
     load.set_defaults(handler=load_images)
 
 
@@ -52,15 +56,32 @@ def pull_image(client: UnixClient, reference: str, insecure: bool) -> dict[str, 
         info: dict[str, Any] = client.request(
             "POST", "/v1/images/pull", {"reference": reference, "insecure": insecure}
         )
-    except ContainerError:
+    except ContainerError as exc:
         if live:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
-        raise
+        raise _missing_locally(client, reference, exc) from None
     print(f"Pulling {reference} ...", file=sys.stderr)
     for line in info.get("progress") or []:
         print(line, file=sys.stderr)
     print(f"Pulled {info['reference']} ({info['digest']})", file=sys.stderr, flush=True)
     return info
+
+
+def _missing_locally(client: UnixClient, reference: str, exc: ContainerError) -> ContainerError:
+    """A refused pull of an image that is not here either says both (`run` of an image
+    never loaded used to blame only the registry)."""
+    if isinstance(exc, InvalidArgument):
+        return exc
+    try:
+        client.request("GET", f"/v1/images/{quote(reference)}")
+        return exc  # a local copy exists: only the pull failed
+    except NotFound:
+        pass
+    except ContainerError:
+        return exc
+    if isinstance(exc, NotFound):
+        return NotFound(exc.message.replace(" not found in ", " not found locally nor in ", 1))
+    return type(exc)(f"image {reference} not found locally and {exc.message}")
 
 
 def pull_command(args: argparse.Namespace) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from .. import __version__
 from ..errors import ContainerError
+from .output import show_help
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -19,6 +21,14 @@ class ArgumentParser(argparse.ArgumentParser):
         # One line on stderr, as every other refusal.
         print(f"Error: {self.prog}: {message}", file=sys.stderr)
         sys.exit(2)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        # argparse counts a trailing `CMD...` (REMAINDER) as required, so a missing IMAGE
+        # was reported as "required: IMAGE, CMD"; it may be empty.
+        if action.nargs == argparse.REMAINDER:
+            action.required = False
+        return action
 
 
 # Which module registers each top-level word. Building every subparser costs ~50 ms
@@ -59,8 +69,15 @@ def build_parser(argv: list[str] | None = None) -> ArgumentParser:
     import importlib
 
     parser = ArgumentParser(prog="container", description="Run containers on Linux.")
+    parser.add_argument(
+        "-v",
+        "--version",
+        action="version",
+        version=f"container version {__version__}",
+        help="print the version and exit",
+    )
+    parser.set_defaults(handler=show_help(parser))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    commands.required = True
     word = _command_word(argv) if argv is not None else None
     wanted = [GROUPS[word]] if word in GROUPS else ["system", "network", "container", "image"]
     for module in wanted:
@@ -77,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
         code = args.handler(args)
     except ContainerError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
+    except PermissionError as exc:
+        # Whatever a command touches without the privilege it needs: one line, no traceback.
+        where = f" on {exc.filename}" if exc.filename else ""
+        print(f"Error: permission denied{where}: run it as root", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -7,41 +7,90 @@ from typing import Any
 
 from ..errors import ContainerError
 from .api import api, for_each, inspect_each, quote
-from .output import dumps, table
+from .output import dumps, show_help, table
+
+
+class _PluginOptionsHelp(argparse.Action):
+    """`network create --help`: also lists each plugin's `--option` values, read from the
+    plugin manifests only when help is asked for (the TOML costs start-up time)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show this help and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        parser.epilog = plugin_options_text()
+        parser.print_help()
+        parser.exit()
+
+
+def plugin_options_text() -> str:
+    from ..config import load_config
+    from ..network.plugins import list_plugins
+    from ..paths import Paths
+
+    try:
+        extra = load_config(Paths.from_env().config_file).plugin_path
+    except ContainerError:
+        extra = ()
+    lines = ["options by plugin (--option KEY=VALUE; the first value is the default):"]
+    for plugin in list_plugins(extra):
+        accepted = " ".join(f"{key}={'|'.join(values)}" for key, values in plugin.options)
+        lines.append(f"  {plugin.name}: {accepted or '(none)'}")
+    return "\n".join(lines)
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     network = commands.add_parser("network", aliases=["n"], help="manage networks")
+    network.set_defaults(handler=show_help(network))
     sub = network.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    sub.required = True
 
-    create = sub.add_parser("create", help="create a network")
-    create.add_argument("name")
-    create.add_argument(
-        "--subnet", help="IPv4 subnet in CIDR form (default: next free from the pool)"
+    create = sub.add_parser(
+        "create",
+        help="create a network",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    create.add_argument("--gateway", help="IPv4 gateway (default: first host of the subnet)")
-    create.add_argument("--subnet-v6", dest="subnet_v6", help="IPv6 subnet, /64 to /120")
+    create.add_argument("-h", "--help", action=_PluginOptionsHelp)
+    create.add_argument("name", metavar="NAME", help="network name (a-z, 0-9, . _ -)")
+    create.add_argument(
+        "--subnet", metavar="CIDR", help="IPv4 subnet (default: next free /24 from the pool)"
+    )
+    create.add_argument(
+        "--gateway", metavar="IP", help="IPv4 gateway (default: first host of the subnet)"
+    )
+    create.add_argument(
+        "--subnet-v6", dest="subnet_v6", metavar="CIDR", help="IPv6 subnet, /64 to /120"
+    )
     create.add_argument(
         "--internal", action="store_true", help="no egress: members and gateway only"
     )
-    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
-    create.add_argument("--plugin", help="network plugin (default: bridge)")
+    create.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="label (repeatable)"
+    )
+    create.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="plugin option (repeatable; see the list below)",
+    )
+    create.add_argument("--plugin", metavar="NAME", help="network plugin (default: bridge)")
     create.set_defaults(handler=create_network)
 
     for name, aliases in (("list", ["ls"]),):
         lister = sub.add_parser(name, aliases=aliases, help="list networks")
-        lister.add_argument("--format", choices=["table", "json"], default="table")
+        lister.add_argument(
+            "--format", choices=["table", "json"], default="table", help="output format"
+        )
         lister.add_argument("-q", "--quiet", action="store_true", help="only names")
         lister.set_defaults(handler=list_networks)
 
-    inspect = sub.add_parser("inspect", help="show networks as JSON")
-    inspect.add_argument("names", nargs="+", metavar="NAME")
+    inspect = sub.add_parser("inspect", help="show networks as JSON, one object per line")
+    inspect.add_argument("names", nargs="+", metavar="NAME", help="network names")
     inspect.set_defaults(handler=inspect_networks)
 
     delete = sub.add_parser("delete", aliases=["rm"], help="delete networks")
-    delete.add_argument("names", nargs="*", metavar="NAME")
+    delete.add_argument("names", nargs="*", metavar="NAME", help="network names")
     delete.add_argument("-a", "--all", action="store_true", help="every network but default")
     delete.set_defaults(handler=delete_networks)
 
@@ -49,19 +98,19 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     prune.set_defaults(handler=prune_networks)
 
     attach = sub.add_parser("attach", help="allocate (and, with --netns, build) a bare attachment")
-    attach.add_argument("network")
+    attach.add_argument("network", metavar="NETWORK", help="network name")
     attach.add_argument("--name", required=True, help="owner of the attachment")
-    attach.add_argument("--mac")
-    attach.add_argument("--mtu", type=int)
+    attach.add_argument("--mac", help="MAC address (default: generated)")
+    attach.add_argument("--mtu", type=int, help="MTU (default: the network's)")
     attach.add_argument("--netns", help="network namespace (name or path) to put the interface in")
-    attach.add_argument("--strategy", choices=["veth", "tap"])
-    attach.add_argument("--interface", default="eth0")
+    attach.add_argument("--strategy", choices=["veth", "tap"], help="how the interface is built")
+    attach.add_argument("--interface", default="eth0", help="interface name (default: eth0)")
     attach.add_argument("--secondary", action="store_true", help="no default route via this one")
     attach.set_defaults(handler=attach_network)
 
     detach = sub.add_parser("detach", help="release a bare attachment")
-    detach.add_argument("network")
-    detach.add_argument("--name", required=True)
+    detach.add_argument("network", metavar="NETWORK", help="network name")
+    detach.add_argument("--name", required=True, help="owner of the attachment")
     detach.set_defaults(handler=detach_network)
 
     reload = sub.add_parser("reload", help="re-apply every network's kernel state and rules")

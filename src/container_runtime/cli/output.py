@@ -1,9 +1,10 @@
-"""Printing helpers: aligned tables and one-line JSON."""
+"""Printing helpers: aligned tables, one-line JSON, a command group's help."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -18,3 +19,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def dumps(value: Any, pretty: bool = False) -> str:
     return json.dumps(value, indent=2 if pretty else None, sort_keys=False)
+
+
+def show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A handler printing the parser's help: a command group given alone (`container`,
+    `container network`) explains itself, as docker's does, instead of refusing."""
+
+    def handler(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return handler

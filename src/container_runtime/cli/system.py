@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ContainerError, Unavailable
+from ..errors import ContainerError, PermissionDenied, Unavailable
 from ..paths import Paths
 from .api import api
-from .output import table
+from .output import dumps, show_help, table
 
 APISERVER_MARKER = "container-apiserver"
 HELPER_MARKER = "container-"
@@ -19,15 +19,19 @@ HELPER_MARKER = "container-"
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     system = commands.add_parser("system", aliases=["s"], help="manage the container system")
+    system.set_defaults(handler=show_help(system))
     sub = system.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    sub.required = True
     start = sub.add_parser("start", help="start the API server and its helpers")
-    start.add_argument("--timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    start.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long (default 60)"
+    )
     start.set_defaults(handler=start_system)
     stop = sub.add_parser("stop", help="stop every container, then the daemons")
     stop.set_defaults(handler=stop_system)
-    status = sub.add_parser("status", help="show the daemons, their pids and sockets")
-    status.add_argument("--format", choices=["table", "json"], default="table")
+    status = sub.add_parser("status", help="show whether it runs: version, roots, daemons")
+    status.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
     status.set_defaults(handler=system_status)
     from . import dns
 
@@ -39,6 +43,15 @@ def _apiserver_argv() -> list[str]:
     if script.is_file():
         return [sys.executable, str(script)]
     return [sys.executable, "-m", "container_runtime.apiserver.server", APISERVER_MARKER]
+
+
+def _need_root(command: str, why: str) -> None:
+    # Refused up front in one line: without root these fail deep inside (os.kill, the
+    # start lock, /var/lib/container) with a PermissionError.
+    if os.geteuid() != 0:
+        raise PermissionDenied(
+            f"`container system {command}` needs root ({why}); run it as root or with sudo"
+        )
 
 
 def _ping() -> int | None:
@@ -70,6 +83,7 @@ def start_system(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..daemon import InstanceLock
 
+    _need_root("start", "the daemons create namespaces, links and firewall rules")
     paths = Paths.from_env()
     load_config(paths.config_file)  # a broken config is refused before anything starts
     paths.run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +125,7 @@ def start_system(args: argparse.Namespace) -> int:
 def stop_system(_: argparse.Namespace) -> int:
     from ..daemon import pid_of, terminate
 
+    _need_root("stop", "it signals root's daemons and containers")
     paths = Paths.from_env()
     pid = pid_of(paths.api_pidfile, APISERVER_MARKER)
     if pid is not None:
@@ -126,25 +141,39 @@ def stop_system(_: argparse.Namespace) -> int:
 
 
 def system_status(args: argparse.Namespace) -> int:
+    """Whether the system runs, its version and roots, and each daemon. JSON: one object,
+    also when not running (`{"status": "not running"}`, exit 1), for scripts."""
     client = api(timeout=10.0)
     try:
         status = client.request("GET", "/v1/system/status")
     except Unavailable:
-        print("container-apiserver is not running")
+        if args.format == "json":
+            print(dumps({"status": "not running"}))
+        else:
+            paths = Paths.from_env()
+            print("status:       not running")
+            print(f"state root:   {paths.root}")
+            print(f"run root:     {paths.run_dir}")
         return 1
+    finally:
+        client.close()
+    api_server = status["apiserver"]
     if args.format == "json":
-        import json
-
-        print(json.dumps(status, indent=2))
+        summary = {
+            "status": "running",
+            "version": api_server.get("version"),
+            "root": api_server.get("root"),
+            "runDir": api_server.get("runDir"),
+            **status,
+        }
+        print(dumps(summary))
         return 0
-    rows = [
-        [
-            "container-apiserver",
-            status["apiserver"]["pid"],
-            status["apiserver"]["socket"],
-            "running",
-        ]
-    ]
+    print("status:       running")
+    print(f"version:      {api_server.get('version', '-')}")
+    print(f"state root:   {api_server.get('root', '-')}")
+    print(f"run root:     {api_server.get('runDir', '-')}")
+    print()
+    rows = [["container-apiserver", api_server["pid"], api_server["socket"], "running"]]
     for helper in status["helpers"]:
         rows.append(
             [

@@ -1,8 +1,9 @@
 """Network plugin discovery: TOML manifests on a plugin path name each helper executable.
 
 A plugin `NAME` is described by `NAME.toml` (name, version, executable, services,
-strategies) found in, in order: $CONTAINER_PLUGIN_PATH (colon-separated), the
-config's `[plugins] path`, and the built-in manifests shipped with this package.
+strategies, the `--option` values it accepts) found in, in order: $CONTAINER_PLUGIN_PATH
+(colon-separated), the config's `[plugins] path`, and the built-in manifests shipped with
+this package.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class PluginManifest:
     services: tuple[str, ...]
     strategies: tuple[str, ...]
     manifest: str
+    # `network create --option KEY=VALUE`: each key with its values, the default first.
+    options: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def plugin_dirs(extra: tuple[str, ...] = ()) -> list[Path]:
@@ -66,8 +69,12 @@ def load_manifest(path: Path) -> PluginManifest:
             services=tuple(str(s) for s in data.get("services", ["network"])),
             strategies=tuple(str(s) for s in data.get("strategies", ["veth"])),
             manifest=str(path),
+            options=tuple(
+                (str(key), tuple(str(v) for v in values))
+                for key, values in dict(data.get("options") or {}).items()
+            ),
         )
-    except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"invalid plugin manifest {path}: {exc}") from None
 
 

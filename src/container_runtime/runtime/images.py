@@ -220,10 +220,32 @@ def _strlist(value: object) -> list[str]:
     return []
 
 
+OFFLINE_HINT = "load the image with `container image load -i FILE` when offline"
+
+
+def _skopeo_cause(text: str) -> str:
+    """The innermost cause of skopeo's Go error chain: what follows the request that failed
+    (`Get "https://...": CAUSE`), else the dial/lookup, else the last two links."""
+    text = text.rstrip('"')
+    request = re.search(r'(?:Get|Head|Post|Put) "[^"]*": (.*)$', text)
+    if request:
+        return request.group(1)
+    for marker in ("dial tcp", "lookup "):
+        cut = text.find(marker)
+        if cut >= 0:
+            return text[cut:]
+    return ": ".join(text.split(": ")[-2:])
+
+
 def _classify_skopeo_error(ref: Reference, stderr: str) -> ContainerError:
+    """One line for the user: what failed, its cause (skopeo's innermost error) and what
+    to do about it. Registry failures start with `registry NAME` (the CLI prefixes it with
+    `image REF not found locally and` when it was pulling a missing image)."""
     text = " ".join(stderr.strip().splitlines()[-3:])
     text = re.sub(r'^time="[^"]*" level=\w+ msg="', "", text)
     low = text.lower()
+    cause = _skopeo_cause(text) if text else "skopeo failed"
+    registry = f"registry {ref.domain}"
     unreachable = (
         "connection refused",
         "no such host",
@@ -247,17 +269,28 @@ def _classify_skopeo_error(ref: Reference, stderr: str) -> ContainerError:
         "does not match",
     )
     if any(s in low for s in not_found):
-        return NotFound(f"image {ref} not found in registry {ref.domain}")
+        return NotFound(f"image {ref} not found in {registry}")
+    plain_http = ("http response to https client", "does not look like a tls handshake")
+    if any(s in low for s in plain_http):
+        return Unavailable(
+            f"{registry} speaks plain HTTP, not HTTPS ({cause}); "
+            "pull with --insecure if you trust it"
+        )
+    if "x509:" in low or "certificate" in low:
+        return Unavailable(
+            f"{registry} failed TLS verification ({cause}); "
+            "pull with --insecure to skip it for a registry you trust"
+        )
     if any(s in low for s in unreachable):
-        text = text.rstrip('"')
-        cut = text.find("dial tcp")
-        if cut < 0:
-            cut = text.find("lookup ")
-        reason = text[cut:] if cut >= 0 else text
-        return Unavailable(f"registry {ref.domain} unreachable: {reason}")
+        return Unavailable(
+            f"{registry} is unreachable ({cause}); check the network, or {OFFLINE_HINT}"
+        )
     if "unauthorized" in low or "authentication required" in low:
-        return NotFound(f"image {ref} not found in registry {ref.domain} (or access denied)")
-    return ContainerError(f"pulling {ref} failed: {text or 'skopeo failed'}")
+        return NotFound(f"image {ref} not found in {registry} (or access denied)")
+    return ContainerError(
+        f"pulling {ref} from {registry} failed ({cause}); check the network and the "
+        f"reference (--insecure for a plain-HTTP registry), or {OFFLINE_HINT}"
+    )
 
 
 class ImageStore:
