@@ -14,7 +14,7 @@ def snapshot(inst: Instance) -> tuple[Any, ...]:
     """What a refused command must leave exactly as it was."""
     nets = inst.cli("network", "list", "--format", "json").json()
     attachments = {
-        n["id"]: inst.cli("network", "inspect", n["id"]).json()[0]["containers"] for n in nets
+        n["id"]: inst.cli("network", "inspect", n["id"]).json()["containers"] for n in nets
     }
     links = sorted(link["ifname"] for link in inst.links())
     rules = inst.sh("nft", "-j", "list", "ruleset").stdout
@@ -84,7 +84,7 @@ def test_default_network_moves_off_a_host_route(stopped_instance: Instance) -> N
     inst = stopped_instance
     _lan(inst)
     inst.start()
-    default = inst.cli("network", "inspect", "default").json()[0]["configuration"]
+    default = inst.cli("network", "inspect", "default").json()["configuration"]
     assert default["ipv4Subnet"] == "192.168.65.0/24", default
     assert default["ipv4Gateway"] == "192.168.65.1"
     log = (inst.run_dir / "apiserver.log").read_text()
@@ -95,12 +95,12 @@ def test_default_network_moves_off_a_host_route(stopped_instance: Instance) -> N
     assert att["address"] == "192.168.65.2/24"
     # the next user network skips both
     inst.cli("network", "create", "auto")
-    auto = inst.cli("network", "inspect", "auto").json()[0]["configuration"]
+    auto = inst.cli("network", "inspect", "auto").json()["configuration"]
     assert auto["ipv4Subnet"] == "192.168.66.0/24"
     # a restart keeps the default where it is (its own bridge's route is not a clash)
     inst.cli("system", "stop")
     inst.start()
-    again = inst.cli("network", "inspect", "default").json()[0]["configuration"]
+    again = inst.cli("network", "inspect", "default").json()["configuration"]
     assert again["ipv4Subnet"] == "192.168.65.0/24"
 
 
@@ -126,5 +126,5 @@ def test_configured_default_subnet_on_a_host_route_is_refused(stopped_instance: 
     assert suggested is not None, result.stderr
     inst.write_config(f'[network]\nsubnet = "{suggested.group(1)}"\n')
     inst.start()
-    default = inst.cli("network", "inspect", "default").json()[0]["configuration"]
+    default = inst.cli("network", "inspect", "default").json()["configuration"]
     assert default["ipv4Subnet"] == "192.168.65.0/24"
