@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -240,8 +241,6 @@ def test_network_deleted_while_containers_are_created_strands_nothing(system: Sy
 def test_rm_force_removes_a_container_whose_network_is_gone(system: System) -> None:
     """State from before the fix (or edited by hand): a container row whose network no
     longer exists is still removed by rm -f."""
-    import sqlite3
-
     inst, ref = system.inst, system.image
     inst.cli("network", "create", "vanish", "--subnet", "10.66.0.0/24")
     inst.cli("create", "--name", "orphan", "--network", "vanish", ref)

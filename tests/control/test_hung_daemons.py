@@ -10,7 +10,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from support.instance import Instance, assert_refused
+import pytest
+from support.instance import Instance, assert_refused, attachments
+
+from container_runtime import state
 
 
 def _gone(pid: int) -> bool:
@@ -60,7 +63,7 @@ def test_frozen_helper_is_killed_and_a_waiting_attach_succeeds(instance: Instanc
     assert f"network-bridge (pid {frozen}) did not answer" in log
     # Nothing duplicated or lost: a retried attach of `a` is the same attachment.
     assert inst.cli("network", "attach", "foo", "--name", "a").json() == first
-    owners = sorted(a["owner"] for a in _attachments(inst, "foo"))
+    owners = sorted(a["owner"] for a in attachments(inst, "foo"))
     assert owners == ["a", "b"]
 
 
@@ -106,7 +109,18 @@ def test_locked_state_database_is_a_clear_bounded_error(instance: Instance) -> N
     assert _helper(inst, "network-bridge")["restarts"] == 0
 
 
-def _attachments(inst: Instance, network: str) -> list[dict[str, object]]:
-    from support.instance import attachments
-
-    return attachments(inst, network)
+def test_unwritable_state_database_is_a_clear_error(tmp_path: Path) -> None:
+    """A database that cannot be written (here: opened read-only, as a read-only mount or
+    a full disk would leave it) names the file and SQLite's cause."""
+    path = tmp_path / "state.db"
+    state.initialise(path)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        with pytest.raises(state.StateUnavailable) as caught, state.transaction(conn):
+            conn.execute("INSERT INTO meta(key, value) VALUES ('x', 'y')")
+    finally:
+        conn.close()
+    assert caught.value.message == (
+        f"state database {path} cannot be written: attempt to write a readonly database"
+    )
+    assert caught.value.status == 503
