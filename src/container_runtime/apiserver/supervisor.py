@@ -39,6 +39,7 @@ PROBE_INTERVAL = 1.0  # how often each running helper is pinged
 PROBE_TIMEOUT = 0.5  # how long one ping may take
 HANG_AFTER = 3.0  # no answer for this long, and no CPU used: hung
 BUSY_LIMIT = 30.0  # no answer for this long, even while using CPU: hung
+READY_TIMEOUT = 15.0  # a (re)started helper must answer within this
 
 
 @dataclass
@@ -62,7 +63,11 @@ class SupervisedProcess:
     # set by the watchdog when it kills an unresponsive instance, cleared once the next
     # one is ready: callers stop waiting on the old one's socket
     hung_reason: str | None = None
-    last_answer: float = 0.0
+    hung_pid: int | None = None  # the instance the watchdog killed
+    last_answer: float = 0.0  # monotonic time of its last answer (0: never answered)
+
+    def ready_once(self, since: float) -> bool:
+        return self.last_answer >= since
 
     @property
     def pid(self) -> int | None:
@@ -76,8 +81,8 @@ class SupervisedProcess:
         """The error for a caller that waited `wait` seconds for this helper."""
         if self.hung_reason:
             return Unavailable(
-                f"{self.program} stopped answering ({self.hung_reason}) and is being "
-                "restarted; try again in a few seconds"
+                f"{self.program} {self.hung_reason} and is being restarted; "
+                "try again in a few seconds"
             )
         return Unavailable(
             f"{self.program} is restarting and was not ready within {wait:.0f} s; "
@@ -141,7 +146,7 @@ class Supervisor:
         finally:
             client.close()
 
-    def _wait_ready(self, proc: SupervisedProcess, timeout: float = 15.0) -> bool:
+    def _wait_ready(self, proc: SupervisedProcess, timeout: float = READY_TIMEOUT) -> bool:
         deadline = time.monotonic() + timeout
         if proc.socket is None and proc.probe is None:
             return True
@@ -158,28 +163,34 @@ class Supervisor:
         backoff = 0.1
         while not proc.stopping:
             self._spawn(proc)
+            process = proc.process
+            assert process is not None
             started = time.monotonic()
-            if self._wait_ready(proc):
+            if self._wait_ready(proc, READY_TIMEOUT):
                 proc.last_answer = time.monotonic()
-                proc.hung_reason = None
+                proc.hung_reason = proc.hung_pid = None
                 proc.ready.set()
                 log.info(f"container-apiserver: {proc.name} running (pid {proc.pid})")
-            assert proc.process is not None
-            code = proc.process.wait()
+            elif process.poll() is None and not proc.stopping:
+                # Stuck while starting: the watchdog only watches ready helpers.
+                self._kill_hung(proc, process, f"was not ready within {READY_TIMEOUT:.0f} s")
+            code = process.wait()
             proc.ready.clear()
             if proc.stopping:
                 break
             proc.restarts += 1
             proc.last_restart_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            if proc.hung_reason:
-                # Killed by the watchdog: start the next one at once (a hang takes
-                # HANG_AFTER to detect, so this cannot spin).
+            if time.monotonic() - started > 30:
+                backoff = 0.1
+            if proc.hung_pid == process.pid:
                 proc.last_restart_reason = f"killed: {proc.hung_reason}"
-                delay = 0.0
             else:
                 proc.last_restart_reason = f"exited with status {code}"
-                if time.monotonic() - started > 30:
-                    backoff = 0.1
+            if proc.hung_pid == process.pid and proc.ready_once(started):
+                # Killed by the watchdog after serving: start the next one at once (a hang
+                # takes HANG_AFTER to detect, so this cannot spin).
+                delay = 0.0
+            else:
                 delay = backoff
                 backoff = min(backoff * 2, 5.0)
             log.warning(
@@ -227,18 +238,18 @@ class Supervisor:
                 excused_by = holders[0]
                 pause = PROBE_INTERVAL
                 continue
-            self._kill_hung(proc, process, silent)
+            self._kill_hung(proc, process, f"did not answer for {silent:.1f} s")
 
     def _lock_holders(self) -> list[int]:
         return lock_holders(self.database) if self.database is not None else []
 
     def _kill_hung(
-        self, proc: SupervisedProcess, process: subprocess.Popen[bytes], silent: float
+        self, proc: SupervisedProcess, process: subprocess.Popen[bytes], reason: str
     ) -> None:
-        proc.hung_reason = f"no answer for {silent:.0f} s"
+        proc.hung_reason, proc.hung_pid = reason, process.pid
         log.warning(
-            f"container-apiserver: {proc.name} (pid {process.pid}) did not answer for "
-            f"{silent:.1f} s; killing it (SIGKILL) to restart it"
+            f"container-apiserver: {proc.name} (pid {process.pid}) {reason}; "
+            "killing it (SIGKILL) to restart it"
         )
         # SIGKILL, not SIGTERM: a frozen (SIGSTOPped) or stuck process would never act on
         # SIGTERM, and must never come back to act on stale state after a SIGCONT.
