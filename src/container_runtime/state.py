@@ -163,6 +163,11 @@ _UNWRITABLE = (
 )
 
 
+def is_state_message(message: str) -> bool:
+    """Whether an error message (e.g. relayed by a helper) is a StateUnavailable's."""
+    return message.startswith("state database ")
+
+
 def is_state_error(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return any(m in text for m in _LOCKED + _UNWRITABLE)

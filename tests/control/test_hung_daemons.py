@@ -98,13 +98,21 @@ def test_locked_state_database_is_a_clear_bounded_error(instance: Instance) -> N
             result, f"state database {db} is locked by another process (pid {os.getpid()})"
         )
         assert took < 10, f"waited {took:.1f} s on the lock"
-        # Reading still works while the lock is held (WAL), and the helper was left alone.
-        helper = inst.pid("network-bridge")
+        # Reading still works while the lock is held (WAL).
         assert inst.cli("network", "ls", "-q").stdout.split() == ["default"]
+        # The helper waits on the lock too, silent meanwhile: it is not killed for that
+        # (that would not free the lock) and its refusal is not retried on and on.
+        helper = inst.pid("network-bridge")
+        began = time.monotonic()
+        result = inst.cli("network", "attach", "default", "--name", "a", check=False)
+        took = time.monotonic() - began
+        assert_refused(result, f"state database {db} is locked by another process")
+        assert took < 10, f"attach waited {took:.1f} s on the lock"
     finally:
         holder.rollback()
         holder.close()
     inst.cli("network", "create", "locked")
+    inst.cli("network", "attach", "default", "--name", "a")
     assert inst.pid("network-bridge") == helper
     assert _helper(inst, "network-bridge")["restarts"] == 0
 

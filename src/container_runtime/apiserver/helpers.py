@@ -18,6 +18,7 @@ from typing import Any
 
 from ..client import UnixClient
 from ..errors import Unavailable
+from ..state import is_state_message
 from .supervisor import SupervisedProcess
 
 RESTART_WAIT = 15.0
@@ -60,6 +61,8 @@ class HelperClient:
                 return self._client().request(method, path, body, idempotent=idempotent)
             except Unavailable as exc:
                 self._client().close()
+                if is_state_message(exc.message):
+                    raise  # the helper answered: the state database is locked; waited already
                 if not idempotent:
                     raise self._explain(exc) from None
                 if time.monotonic() > deadline:
