@@ -213,6 +213,8 @@ class Supervisor:
             if not proc.ready.is_set() or process is None or process.poll() is not None:
                 cpu = None
                 continue  # starting or restarting: _run waits for it
+            if proc.hung_pid == process.pid:
+                continue  # killed already; _run has not reaped it yet
             began = time.monotonic()
             if self._ping(proc, PROBE_TIMEOUT):
                 proc.last_answer = time.monotonic()
@@ -227,7 +229,9 @@ class Supervisor:
             busy = cpu_used_at > proc.last_answer
             if silent < HANG_AFTER or (busy and silent < BUSY_LIMIT):
                 continue
-            holders = [p for p in self._lock_holders() if p != process.pid]
+            # Only helpers with a socket write the database (the DNS server only reads,
+            # and WAL readers never wait on the write lock).
+            holders = [p for p in self._lock_holders() if p != process.pid] if proc.socket else []
             if holders:
                 if excused_by != holders[0]:
                     log.warning(
