@@ -79,6 +79,15 @@ def process_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def process_cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time of a process (all its threads), in clock ticks."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def pid_of(path: Path, marker: str) -> int | None:
     """The pid in a pid file, if that process is alive and is what we think it is."""
     pid = read_pidfile(path)

@@ -3,15 +3,28 @@
 Each table has one writer: the API server writes `networks`, `containers` and
 `dns_domains`, the network helper writes `attachments` and `alloc_cursor`.  Uniqueness
 of an address or MAC on a network is a database constraint, not a Python check.
+
+A writer waits at most BUSY_TIMEOUT for the write lock; a database that stays locked
+(or cannot be written) is a StateUnavailable naming the file, the cause and, for a
+lock, the process holding it (found in /proc/locks).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import Unavailable
+
+# Long enough for any of our own transactions (milliseconds each), short enough that a
+# lock held by a stuck or foreign process is reported instead of waited on.
+BUSY_TIMEOUT = 5.0
+# SQLite's WAL write lock: one byte of the -shm file (WALINDEX_LOCK_OFFSET 120 + 0).
+_WAL_WRITE_LOCK_BYTE = 120
 
 SCHEMA_VERSION = 1
 
@@ -122,15 +135,130 @@ TRIGGERS = tuple(
 def connect(path: Path) -> sqlite3.Connection:
     """Open the database with the settings every process must use."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode is durable against process crashes (kill -9); only power loss
-    # can lose the last transactions.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode is durable against process crashes (kill -9); only power loss
+        # can lose the last transactions.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+    except sqlite3.OperationalError as exc:
+        raise unavailable(path, exc) from None
     return conn
+
+
+class StateUnavailable(Unavailable):
+    """The state database is locked by another process, or cannot be written."""
+
+
+_LOCKED = ("database is locked", "database table is locked", "database is busy")
+_UNWRITABLE = (
+    "readonly database",
+    "disk is full",
+    "disk i/o error",
+    "unable to open database file",
+    "out of memory",
+)
+
+
+def is_state_message(message: str) -> bool:
+    """Whether an error message (e.g. relayed by a helper) is a StateUnavailable's."""
+    return message.startswith("state database ")
+
+
+def is_state_error(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(m in text for m in _LOCKED + _UNWRITABLE)
+
+
+def unavailable(path: Path, exc: sqlite3.Error) -> StateUnavailable:
+    """The user-facing error for a locked or unwritable database."""
+    text = str(exc).lower()
+    if any(m in text for m in _LOCKED):
+        holders = lock_holders(path)
+        if holders:
+            who = "pid " + ", ".join(str(p) for p in holders)
+        else:
+            users = open_by(path)
+            who = ("pid unknown; open in pid " + ", ".join(map(str, users))) if users else ""
+        return StateUnavailable(
+            f"state database {path} is locked by another process"
+            f"{f' ({who})' if who else ''}; gave up after {BUSY_TIMEOUT:.0f} s"
+        )
+    return StateUnavailable(f"state database {path} cannot be written: {exc}")
+
+
+def _file_ids(path: Path) -> dict[tuple[int, int, int], str]:
+    ids = {}
+    for p, kind in ((path, "db"), (path.with_name(path.name + "-shm"), "shm")):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        ids[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = kind
+    return ids
+
+
+def lock_holders(path: Path, locks: str | None = None) -> list[int]:
+    """Pids (not ours) holding SQLite's write lock on the database, from /proc/locks:
+    a WRITE lock on the WAL index byte of the write lock, or any WRITE lock on the
+    database file itself (rollback-journal locking, or a foreign tool's flock-style
+    lock).  OFD locks carry no pid (-1) and are skipped."""
+    ids = _file_ids(path)
+    if locks is None:
+        try:
+            locks = Path("/proc/locks").read_text()
+        except OSError:
+            return []
+    found: list[int] = []
+    for line in locks.splitlines():
+        # "3: POSIX  ADVISORY  WRITE 1234 08:01:5678 120 120"; waiters have "->" after "3:"
+        fields = line.split()
+        if len(fields) < 8 or fields[1] == "->" or fields[3] != "WRITE":
+            continue
+        try:
+            pid = int(fields[4])
+            major, minor, inode = fields[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(inode))
+            start = int(fields[6])
+            end = -1 if fields[7] == "EOF" else int(fields[7])
+        except ValueError:
+            continue
+        kind = ids.get(key)
+        if kind is None or pid <= 0 or pid == os.getpid():
+            continue
+        covers = start <= _WAL_WRITE_LOCK_BYTE and (end == -1 or end >= _WAL_WRITE_LOCK_BYTE)
+        if (kind == "shm" and covers) or kind == "db":
+            if pid not in found:
+                found.append(pid)
+    return found
+
+
+def open_by(path: Path, limit: int = 5) -> list[int]:
+    """Pids (not ours) with the database open (a fuser-like scan of /proc/*/fd)."""
+    wanted = {str(path), str(path.resolve())}
+    pids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    pids.append(int(entry.name))
+                    break
+            except OSError:
+                continue
+        if len(pids) >= limit:
+            break
+    return sorted(pids)
 
 
 def initialise(path: Path) -> None:
@@ -152,15 +280,35 @@ def initialise(path: Path) -> None:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT (write lock taken up front, so no upgrade deadlocks)."""
-    conn.execute("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE ... COMMIT (write lock taken up front, so no upgrade deadlocks).
+
+    A lock not granted within BUSY_TIMEOUT, or a database that cannot be written, raises
+    StateUnavailable (nothing was changed)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise _unavailable(conn, exc) from None
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O)
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError) and is_state_error(exc):
+            raise _unavailable(conn, exc) from None
         raise
-    else:
+    try:
         conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise _unavailable(conn, exc) from None
+
+
+def _unavailable(conn: sqlite3.Connection, exc: sqlite3.OperationalError) -> Exception:
+    if not is_state_error(exc):
+        return exc
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return unavailable(Path(row[2]) if row and row[2] else Path("state.db"), exc)
 
 
 class Database:

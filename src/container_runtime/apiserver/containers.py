@@ -264,6 +264,13 @@ class ContainerService:
             self.networks.check_dns_names(str(name), [n["network"] for n in cfg["networks"]])
             try:
                 with self.db.write() as conn:
+                    # Checked in the inserting transaction: a network delete (which checks
+                    # its users in its own) either sees this container or happened first.
+                    for spec in cfg["networks"]:
+                        if not conn.execute(
+                            "SELECT 1 FROM networks WHERE name = ?", (spec["network"],)
+                        ).fetchone():
+                            raise NotFound(f"network {spec['network']} not found")
                     conn.execute(
                         "INSERT INTO containers(id, name, image, config, state, created_at)"
                         " VALUES (?, ?, ?, ?, 'created', ?)",
@@ -285,7 +292,10 @@ class ContainerService:
 
     def _sandbox_plugin(self, cfg: dict[str, Any]) -> str:
         nets = cfg["networks"]
-        return self._plugin(nets[0]["network"]) if nets else DEFAULT_PLUGIN
+        try:
+            return self._plugin(nets[0]["network"]) if nets else DEFAULT_PLUGIN
+        except NotFound:  # a network gone (state from before creates checked): remove anyway
+            return DEFAULT_PLUGIN
 
     def start(self, ref: str) -> dict[str, Any]:
         cid = self.resolve(ref)

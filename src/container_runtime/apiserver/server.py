@@ -37,7 +37,7 @@ class ApiServer:
         self.paths = paths
         self.config = config
         self.db = Database(paths.database)
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(database=paths.database)
         self.helpers: dict[str, HelperClient] = {}
         self.helpers_lock = threading.Lock()
         self.networks = NetworkService(
@@ -65,7 +65,7 @@ class ApiServer:
                     marker=f"container-network-{plugin}",
                 )
             )
-            client = HelperClient(plugin, socket)
+            client = HelperClient(plugin, socket, self.supervisor.processes[f"network-{plugin}"])
             self.helpers[plugin] = client
             return client
 
@@ -81,7 +81,7 @@ class ApiServer:
                 marker="container-dns",
                 # ready = it acknowledged a reload: listeners bound, names loaded, so
                 # `system start` returns with names already resolving
-                probe=lambda: notify_dns(self.paths.run_dir, timeout=0.5),
+                probe=lambda timeout: notify_dns(self.paths.run_dir, timeout=timeout),
             )
         )
 

@@ -109,6 +109,8 @@ class Allocator:
                     self._insert(conn, attachment, int(address), subnet.prefixlen)
                     break
                 except sqlite3.IntegrityError as exc:
+                    if "FOREIGN KEY" in str(exc):  # the network was deleted meanwhile
+                        raise NotFound(f"network {name} not found") from None
                     if "attachments.owner" in str(exc):
                         return self._existing(conn, request, name), False
                     if "attachments.mac" not in str(exc):
