@@ -59,6 +59,9 @@ def test_frozen_helper_is_killed_and_a_waiting_attach_succeeds(instance: Instanc
     assert bridge["restarts"] == 1 and bridge["state"] == "running"
     assert "killed: did not answer" in str(bridge["lastRestartReason"])
     assert bridge["lastRestartAt"]
+    table = inst.cli("system", "status").stdout
+    row = next(line for line in table.splitlines() if line.startswith("container-network-bridge"))
+    assert " 1 " in row and "killed: did not answer" in row, table
     log = (inst.run_dir / "apiserver.log").read_text()
     assert f"network-bridge (pid {frozen}) did not answer" in log
     # Nothing duplicated or lost: a retried attach of `a` is the same attachment.

@@ -173,7 +173,7 @@ def system_status(args: argparse.Namespace) -> int:
     print(f"state root:   {api_server.get('root', '-')}")
     print(f"run root:     {api_server.get('runDir', '-')}")
     print()
-    rows = [["container-apiserver", api_server["pid"], api_server["socket"], "running"]]
+    rows = [["container-apiserver", api_server["pid"], api_server["socket"], "running", "-", "-"]]
     for helper in status["helpers"]:
         rows.append(
             [
@@ -181,7 +181,9 @@ def system_status(args: argparse.Namespace) -> int:
                 helper["pid"] or "-",
                 helper["socket"] or "-",
                 helper["state"],
+                helper.get("restarts", 0),
+                helper.get("lastRestartReason") or "-",
             ]
         )
-    print(table(["DAEMON", "PID", "SOCKET", "STATE"], rows))
+    print(table(["DAEMON", "PID", "SOCKET", "STATE", "RESTARTS", "LAST RESTART"], rows))
     return 0
