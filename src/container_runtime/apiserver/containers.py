@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import re
 import secrets
 import signal as signal_mod
@@ -38,10 +39,13 @@ from ..http import Request, Router
 from ..models import DEFAULT_PLUGIN, ContainerConfig, str_list, validate_container_name
 from ..paths import Paths
 from ..runtime.images import ImageInfo, ImageStore, normalize_reference
-from ..runtime.oci import OciRuntime, ProcessSpec
+from ..runtime.oci import BindMount, OciRuntime, ProcessSpec
 from ..state import Database
+from ..syscalls import umount_detach
+from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
 from .networks import NetworkService
+from .runopts import parse_run_options
 
 log = logging.getLogger("container-apiserver")
 
@@ -50,6 +54,9 @@ SHUTDOWN_STOP_TIMEOUT = 3.0
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 ANY_ID_RE = re.compile(r"\b[0-9a-f]{64}\b")
 LOG_CHUNK = 1 << 20
+# An attached run (`run -i/-t`) waits after `runc create` for its client to connect to
+# the attach socket; if the client never says "go", the container starts anyway.
+ATTACH_WAIT = 30.0
 
 
 def name_containers(message: str, names: dict[str, str]) -> str:
@@ -69,14 +76,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _short_hostname(name: str) -> str:
-    short = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63].strip("-")
-    return short or "container"
+_short_hostname = short_hostname
 
 
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    return ContainerConfig.parse(body, config.dns_domain).to_json()
+    cfg = ContainerConfig.parse(body, config.dns_domain).to_json()
+    cfg.update(parse_run_options(body))
+    return cfg
 
 
 class ContainerService:
@@ -271,13 +278,25 @@ class ContainerService:
             except sqlite3.IntegrityError:
                 raise Conflict(f"container name {name} is already in use") from None
         log.info(f"container-apiserver: created container {name} ({cid[:12]}, {image.reference})")
+        attach = bool(body.get("start")) and bool(body.get("attach"))
         if body.get("start"):
             try:
-                self.start(cid)
+                self.start(cid, attach=attach)
             except BaseException:
                 self._remove(cid)
                 raise
-        return self.get(cid)
+        out = self.get(cid)
+        if attach:
+            out["attach"] = self.attach_info(cid)
+        return out
+
+    def attach_info(self, cid: str) -> dict[str, str]:
+        """Where an attached client connects (it runs as root on this host, as the API's
+        peers must): conmon's attach socket and its control FIFO (TTY resizes)."""
+        return {
+            "socket": str(self.runtime.attach_socket(cid)),
+            "control": str(self.runtime.control_fifo(cid)),
+        }
 
     def _plugin(self, network: str) -> str:
         return self.networks.get(network).configuration.plugin
@@ -286,7 +305,9 @@ class ContainerService:
         nets = cfg["networks"]
         return self._plugin(nets[0]["network"]) if nets else DEFAULT_PLUGIN
 
-    def start(self, ref: str) -> dict[str, Any]:
+    def start(self, ref: str, attach: bool = False) -> dict[str, Any]:
+        """Start a container; with attach, stop after `runc create` (see ATTACH_WAIT).
+        Starting an attached container that waits for its client lets it run."""
         cid = self.resolve(ref)
         with self._locked(cid):
             row = self._row(cid)
@@ -294,12 +315,56 @@ class ContainerService:
                 raise NotFound(f"container {ref} not found")
             name = row["name"]
             if row["state"] == "running":
+                if self._waiting(cid):
+                    self._resume_locked(cid)
+                    return self.get(cid)
                 raise Conflict(f"container {name} is already running")
             cfg = json.loads(row["config"])
-            self._start_locked(cid, name, row["image"], cfg)
+            try:
+                self._start_locked(cid, name, row["image"], cfg, attach)
+            except BaseException:
+                self._mark_failed(cid)
+                raise
+        if attach:
+            timer = threading.Timer(ATTACH_WAIT, self._resume_waiting, (cid,))
+            timer.daemon = True
+            timer.start()
         return self.get(cid)
 
-    def _start_locked(self, cid: str, name: str, image_ref: str, cfg: dict[str, Any]) -> None:
+    def _waiting(self, cid: str) -> bool:
+        """Made by `runc create` but not yet let go (an attached start)."""
+        st = self.runtime.state(cid)
+        return st.status == "created" and st.pid is not None
+
+    def _resume_locked(self, cid: str) -> None:
+        try:
+            self.runtime.resume(cid)
+        except ContainerError as exc:
+            self._finish(cid, None)
+            raise self._humanise(exc) from None
+
+    def _resume_waiting(self, cid: str) -> None:
+        try:
+            with self._locked(cid):
+                row = self._row(cid)
+                if row is not None and row["state"] == "running" and self._waiting(cid):
+                    log.info(f"container-apiserver: no client attached to {cid[:12]}: starting")
+                    self._resume_locked(cid)
+        except Exception as exc:
+            log.warning(f"container-apiserver: starting {cid[:12]} failed: {exc}")
+
+    def _mark_failed(self, cid: str) -> None:
+        """A start that failed leaves the container stopped (not created), holding nothing."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE containers SET state = 'stopped', pid = NULL, exit_code = NULL,"
+                " finished_at = ? WHERE id = ? AND state != 'running'",
+                (_now(), cid),
+            )
+
+    def _start_locked(
+        self, cid: str, name: str, image_ref: str, cfg: dict[str, Any], attach: bool = False
+    ) -> None:
         image = self.images.inspect(image_ref)
         attached: list[tuple[str, str]] = []  # (plugin, network)
         sandbox: tuple[str, str] | None = None
@@ -349,22 +414,34 @@ class ContainerService:
                 entrypoint=cfg.get("entrypoint"),
                 env=cfg.get("env"),
                 cwd=cfg.get("workdir"),
+                terminal=bool(cfg.get("tty")),
             )
             if self.runtime.bundle_path(cid).exists():
                 self.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
             else:
+                volumes = [BindMount(**v) for v in cfg.get("volumes") or []]
                 self.runtime.create_bundle(
-                    cid, image, process, _short_hostname(name), path, hosts, resolv
+                    cid,
+                    image,
+                    process,
+                    _short_hostname(name),
+                    path,
+                    hosts,
+                    resolv,
+                    volumes=volumes,
+                    init=bool(cfg.get("init")),
                 )
                 fresh_bundle = True
-            pid = self.runtime.start(cid)
+            pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
         except BaseException as exc:
             self._undo(cid, attached, published, sandbox)
-            if fresh_bundle:
-                try:
+            try:
+                if fresh_bundle:
                     self.runtime.delete(cid, force=True)
-                except ContainerError:
-                    pass
+                elif self.runtime.bundle_path(cid).exists():
+                    self.runtime.release_rootfs(cid)
+            except ContainerError:
+                pass
             if isinstance(exc, ContainerError):
                 raise self._humanise(exc) from None
             raise
@@ -383,21 +460,7 @@ class ContainerService:
     def _etc_files(
         self, name: str, cfg: dict[str, Any], atts: list[dict[str, Any]]
     ) -> tuple[str, str]:
-        short = _short_hostname(name)
-        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        for att in atts:
-            fqdn = str(att.get("hostname") or "").rstrip(".")
-            names = " ".join(dict.fromkeys(n for n in (fqdn, short, name) if n))
-            hosts.append(f"{att['address'].split('/')[0]}\t{names}")
-        dns = cfg["dns"]
-        lines = []
-        if not dns.get("disabled"):
-            servers = dns.get("nameservers") or ([atts[0]["gateway"]] if atts else [])
-            lines += [f"nameserver {s}" for s in servers]
-        search = ([dns["domain"]] if dns.get("domain") else []) + list(dns.get("search") or [])
-        if search:
-            lines.append("search " + " ".join(dict.fromkeys(search)))
-        return "\n".join(hosts) + "\n", "\n".join(lines) + ("\n" if lines else "")
+        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts)
 
     def _undo(
         self,
@@ -448,6 +511,10 @@ class ContainerService:
             return False
         cfg = json.loads(row["config"])
         self._release(cid, cfg)
+        try:
+            self.runtime.release_rootfs(cid)  # a stopped container holds no mount
+        except ContainerError as exc:
+            log.warning(f"container-apiserver: unmounting the rootfs of {cid[:12]}: {exc}")
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE containers SET state = 'stopped', pid = NULL, exit_code = ?,"
@@ -460,15 +527,16 @@ class ContainerService:
         )
         return bool(cfg.get("autoRemove"))
 
-    def stop(self, ref: str, timeout: float = 10.0) -> dict[str, Any]:
+    def stop(self, ref: str, timeout: float = 10.0, sig: str | int = "TERM") -> dict[str, Any]:
         cid = self.resolve(ref)
+        number = _signal_number(sig)
         auto = False
         with self._locked(cid):
             row = self._row(cid)
             if row is None:
                 raise NotFound(f"container {ref} not found")
             if row["state"] == "running":
-                code = self.runtime.stop(cid, timeout=timeout)
+                code = self.runtime.stop(cid, timeout=timeout, sig=number)
                 auto = self._finish(cid, code if code >= 0 else None)
         if auto:
             out = self.get(cid)
@@ -537,9 +605,18 @@ class ContainerService:
         new_offset = offset
         try:
             with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if offset > size:
+                    raise InvalidArgument(
+                        f"offset {offset} is beyond the end of the log ({size} bytes)"
+                    )
                 fh.seek(offset)
                 data = fh.read(LOG_CHUNK)
         except FileNotFoundError:
+            if offset:
+                raise InvalidArgument(
+                    f"offset {offset} is beyond the end of the log (0 bytes)"
+                ) from None
             data = b""
         end = data.rfind(b"\n")
         if end >= 0:
@@ -614,9 +691,56 @@ class ContainerService:
                 except Exception as exc:
                     log.warning(f"container-apiserver: watching {cid[:12]} failed: {exc}")
 
+    def _reconcile_interrupted(self) -> None:
+        """A start the API server did not finish (it was killed): conmon dies with it
+        (SIGPIPE on the sync pipe) and may leave a `runc init` behind, reparented to init.
+        Finish the start when the process runs under a live conmon; otherwise remove the
+        process and unmount the rootfs, leaving the container stopped."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT id, name, state FROM containers").fetchall()
+        for cid, name, state in rows:
+            try:
+                with self._locked(cid):
+                    self._reconcile_one(cid, name, state)
+            except Exception as exc:
+                log.warning(f"container-apiserver: reconciling {cid[:12]} failed: {exc}")
+        known = {r[0] for r in rows}
+        for cid in self.runtime.runc_ids():  # runc state with no container row at all
+            if cid not in known and ID_RE.match(cid):
+                self.runtime.abort(cid)
+
+    def _reconcile_one(self, cid: str, name: str, state: str) -> None:
+        if not self.runtime.bundle_path(cid).exists():
+            return
+        st = self.runtime.state(cid)
+        conmon = self.runtime.conmon_alive(cid)
+        if state == "running":
+            if st.status == "created" and st.pid is not None:  # an attached start
+                if conmon:
+                    self._resume_locked(cid)
+                else:
+                    self.runtime.abort(cid)
+                    self._finish(cid, None)
+            return
+        if st.status == "running" and conmon and st.pid is not None:
+            with self.db.write() as conn:
+                conn.execute(
+                    "UPDATE containers SET state = 'running', pid = ?, exit_code = NULL,"
+                    " started_at = ?, finished_at = NULL WHERE id = ?",
+                    (st.pid, _now(), cid),
+                )
+            log.info(f"container-apiserver: finished the interrupted start of {name}")
+            return
+        if st.pid is not None or self.runtime.has_runc_state(cid):
+            self.runtime.abort(cid)
+            self._mark_failed(cid)
+            log.info(f"container-apiserver: removed the process of the interrupted start of {name}")
+        self.runtime.release_rootfs(cid)
+
     def reconcile(self) -> None:
-        """After a start: release networking of containers whose process is gone, and of
-        owners (container ids) with no container row."""
+        """After a start: finish or undo interrupted starts, release networking of
+        containers whose process is gone, and of owners (container ids) with no row."""
+        self._reconcile_interrupted()
         for cid in self._running_ids():
             try:
                 self._check_one(cid)
@@ -670,6 +794,24 @@ class ContainerService:
             threads.append(t)
         for t in threads:
             t.join(timeout=SHUTDOWN_STOP_TIMEOUT + 20)
+        self._unmount_netns_dir()
+
+    def _unmount_netns_dir(self) -> None:
+        """The network helper makes the run dir's netns/ a shared mount (as `ip netns`
+        does): with no sandbox left under it, undo that so `system stop` leaves no mount."""
+        target = str(self.paths.netns_dir)
+        try:
+            with open("/proc/self/mountinfo") as fh:
+                points = [line.split()[4] for line in fh]
+        except OSError:
+            return
+        if any(p.startswith(target + "/") for p in points):
+            return  # a sandbox is still mounted (a container that did not stop)
+        for _ in range(points.count(target)):
+            try:
+                umount_detach(target)
+            except OSError:
+                break
 
     def _stop_quietly(self, cid: str) -> None:
         try:
@@ -732,14 +874,24 @@ def register_routes(router: Router, service: ContainerService) -> None:
 
     @router.route("POST", "/v1/containers/{id}/start")
     def start_container(req: Request) -> tuple[int, Any]:
-        return 200, s.start(req.params["id"])
+        attach = _body(req).get("attach", False)
+        if not isinstance(attach, bool):
+            raise InvalidArgument("attach must be true or false")
+        out = s.start(req.params["id"], attach=attach)
+        if attach:
+            out["attach"] = s.attach_info(out["id"])
+        return 200, out
 
     @router.route("POST", "/v1/containers/{id}/stop")
     def stop_container(req: Request) -> tuple[int, Any]:
-        timeout = _body(req).get("timeout", 10)
-        if not isinstance(timeout, int | float) or timeout < 0:
+        body = _body(req)
+        timeout = body.get("timeout", 10)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
             raise InvalidArgument("timeout must be a number of seconds >= 0")
-        return 200, s.stop(req.params["id"], float(timeout))
+        sig = body.get("signal") or "TERM"
+        if not isinstance(sig, str | int):
+            raise InvalidArgument("signal must be a name or a number")
+        return 200, s.stop(req.params["id"], float(timeout), sig)
 
     @router.route("POST", "/v1/containers/{id}/kill")
     def kill_container(req: Request) -> tuple[int, Any]:
@@ -747,11 +899,10 @@ def register_routes(router: Router, service: ContainerService) -> None:
 
     @router.route("GET", "/v1/containers/{id}/logs")
     def container_logs(req: Request) -> tuple[int, Any]:
-        try:
-            offset = int(req.arg("offset") or 0)
-        except ValueError:
-            raise InvalidArgument("offset must be an integer") from None
-        return 200, s.logs(req.params["id"], max(0, offset))
+        text = req.arg("offset") or "0"
+        if not (text.isascii() and text.isdigit()) or len(text) > 19:
+            raise InvalidArgument(f"offset must be a byte offset >= 0, not {text!r}")
+        return 200, s.logs(req.params["id"], int(text))
 
     @router.route("POST", "/v1/containers/{id}/exec")
     def exec_container(req: Request) -> tuple[int, Any]:

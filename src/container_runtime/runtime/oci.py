@@ -68,6 +68,28 @@ DEFAULT_CAPS = [
 ]
 CGROUP_PARENT = "/container-runtime"
 START_TIMEOUT = 60.0
+# conmon writes exits/<id> just after it reaps the process; on a loaded machine that can
+# take seconds, so state() waits for it as long as conmon lives (bounded by this).
+EXIT_FILE_TIMEOUT = 60.0
+# `--init`: Debian's static tini, bind-mounted read-only into the container as PID 1.
+INIT_BINARY = shutil.which("tini-static") or "/usr/bin/tini-static"
+INIT_PATH = "/run/container-init"
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: str  # absolute host path
+    destination: str  # absolute path in the container
+    readonly: bool = False
+
+    def to_oci(self) -> dict[str, Any]:
+        options = ["rbind", "rprivate"] + (["ro"] if self.readonly else [])
+        return {
+            "destination": self.destination,
+            "type": "bind",
+            "source": self.source,
+            "options": options,
+        }
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
@@ -346,8 +368,17 @@ class OciRuntime:
         process: ProcessSpec,
         hostname: str,
         netns_path: str | None,
+        volumes: Sequence[BindMount] = (),
+        init: bool = False,
     ) -> dict[str, Any]:
         env = list(process.env)
+        args = list(process.args)
+        extra = [v.to_oci() for v in volumes]
+        if init:
+            if not os.path.exists(INIT_BINARY):
+                raise ContainerError(f"--init needs {INIT_BINARY} (Debian package tini)")
+            args = [INIT_PATH, "--", *args]
+            extra.append(BindMount(INIT_BINARY, INIT_PATH, readonly=True).to_oci())
         keys = {e.partition("=")[0] for e in env}
         if "PATH" not in keys:
             env.insert(0, DEFAULT_PATH)
@@ -366,7 +397,7 @@ class OciRuntime:
             "process": {
                 "terminal": process.terminal,
                 "user": self._user(f.rootfs, process.user),
-                "args": list(process.args),
+                "args": args,
                 "env": env,
                 "cwd": process.cwd,
                 "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted")},
@@ -429,6 +460,7 @@ class OciRuntime:
                     }
                     for name in ("hosts", "resolv.conf", "hostname")
                 ),
+                *extra,
             ],
             "linux": {
                 "cgroupsPath": f"{CGROUP_PARENT}/{container_id}",
@@ -496,6 +528,8 @@ class OciRuntime:
         netns_path: str | None,
         hosts: str,
         resolv_conf: str,
+        volumes: Sequence[BindMount] = (),
+        init: bool = False,
     ) -> Path:
         """Write the bundle and mount its rootfs (overlay on the cached image rootfs)."""
         f = self._files(container_id)
@@ -516,7 +550,7 @@ class OciRuntime:
             (f.etc / "resolv.conf").write_text(resolv_conf)
             (f.etc / "hostname").write_text(short + "\n")
             _mount_overlay(lower, f.upper, f.work, f.rootfs)
-            spec = self._spec(container_id, f, process, short, netns_path)
+            spec = self._spec(container_id, f, process, short, netns_path, volumes, init)
             tmp = f.bundle / ".config.json.tmp"
             tmp.write_text(json.dumps(spec, indent=1))
             tmp.rename(f.config)
@@ -537,8 +571,12 @@ class OciRuntime:
                     fh.truncate(0)
                     fh.write(text)
 
-    def start(self, container_id: str) -> int:
-        """Start the container detached under conmon; returns the container's pid."""
+    def start(self, container_id: str, stdin: bool = False, begin: bool = True) -> int:
+        """Start the container detached under conmon; returns the container's pid.
+
+        ``stdin``: conmon keeps a pipe (or the TTY) for stdin, fed through the attach
+        socket.  ``begin=False`` stops after `runc create` (the process exists but has
+        not run a single instruction): a client attaches first, then ``resume()``."""
         f = self._files(container_id)
         if not f.config.exists():
             raise NotFound(f"container {container_id} not found")
@@ -588,6 +626,8 @@ class OciRuntime:
         ]
         if json.loads(f.config.read_text())["process"].get("terminal"):
             argv.append("-t")
+        if stdin:
+            argv.append("-i")
         read_fd, write_fd = os.pipe()
         line = b""
         try:
@@ -634,11 +674,60 @@ class OciRuntime:
             detail = _clean(detail)
             self._cleanup_failed_start(container_id, f)
             raise ContainerError(f"starting container {container_id} failed: {detail}")
+        if begin:
+            self.resume(container_id)
+        return pid
+
+    def resume(self, container_id: str) -> None:
+        """`runc start`: let a container made by ``start(begin=False)`` run."""
+        f = self._files(container_id)
         res = self._runc("start", container_id)
         if res.returncode != 0:
             self._cleanup_failed_start(container_id, f)
             raise ContainerError(f"starting container {container_id} failed: {_clean(res.stderr)}")
-        return pid
+
+    def attach_socket(self, container_id: str) -> Path:
+        """conmon's attach socket (SOCK_SEQPACKET): what a client writes goes to the
+        container's stdin; it reads packets of one byte (2 stdout, 3 stderr) + data."""
+        return self.socket_dir / validate_container_id(container_id) / "attach"
+
+    def control_fifo(self, container_id: str) -> Path:
+        """conmon's control FIFO: ``1 ROWS COLS`` resizes the container's TTY."""
+        return self._files(container_id).bundle / "ctl"
+
+    def conmon_alive(self, container_id: str) -> bool:
+        try:
+            pid = int(self._files(container_id).conmon_pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return False
+        return _pid_alive(pid)
+
+    def runc_ids(self) -> list[str]:
+        """Containers runc has state for (under our --root)."""
+        if not self.runc_root.is_dir():
+            return []
+        return sorted(p.name for p in self.runc_root.iterdir() if (p / "state.json").exists())
+
+    def has_runc_state(self, container_id: str) -> bool:
+        return self._runc_state_file(container_id) is not None
+
+    def abort(self, container_id: str) -> None:
+        """Kill and forget a container's process (whatever runc made of it), keep the
+        bundle: what is left of a start nobody finished."""
+        f = self._files(container_id)
+        if self._runc_state_file(container_id) is not None:
+            self._runc("delete", "--force", container_id)
+        self._wait_conmon(f, 2.0)
+        if f.bundle.exists():
+            _umount(f.rootfs)
+
+    def release_rootfs(self, container_id: str) -> None:
+        """Unmount the rootfs of a container whose process is gone (``start`` mounts it
+        again), so a stopped container holds no mount."""
+        f = self._files(container_id)
+        if self._runc_state_file(container_id) is not None:
+            self._runc("delete", "--force", container_id)
+        _umount(f.rootfs)
 
     def _cleanup_failed_start(self, container_id: str, f: _Files) -> None:
         self._runc("delete", "--force", container_id)
@@ -680,14 +769,17 @@ class OciRuntime:
         if pid > 0 and _pid_alive(pid, str(start) if start is not None else None):
             created = (self.runc_root / container_id / "exec.fifo").exists()
             return ContainerRuntimeState(container_id, "created" if created else "running", pid)
-        # The process is gone; conmon may still be writing the exit file.
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        # The process is gone; conmon writes the exit file once it has reaped it, which
+        # takes a while on a loaded machine: wait as long as conmon lives.
+        deadline = time.monotonic() + EXIT_FILE_TIMEOUT
+        while True:
+            alive = self.conmon_alive(container_id)
             code, when = self._exit_code(f, container_id)
             if code is not None:
                 return ContainerRuntimeState(container_id, "stopped", None, code, when)
+            if not alive or time.monotonic() >= deadline:
+                return ContainerRuntimeState(container_id, "stopped")
             time.sleep(0.01)
-        return ContainerRuntimeState(container_id, "stopped")
 
     def kill(self, container_id: str, signal: int) -> None:
         sig = signal_mod.Signals(signal)  # raises ValueError for unknown numbers
@@ -709,12 +801,12 @@ class OciRuntime:
                 return st
             time.sleep(0.01)
 
-    def stop(self, container_id: str, timeout: float = 10) -> int:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code
+    def stop(self, container_id: str, timeout: float = 10, sig: int = signal_mod.SIGTERM) -> int:
+        """``sig`` (SIGTERM), then SIGKILL after ``timeout`` seconds; returns the exit code
         (128+signal when killed by a signal, -1 if unknown)."""
         st = self.state(container_id)
         if st.pid is not None:  # a live process (running, or created by runc)
-            self._signal_quiet(container_id, signal_mod.SIGTERM)
+            self._signal_quiet(container_id, sig)
             st = self.wait(container_id, timeout)
             if st.status != "stopped":
                 self._signal_quiet(container_id, signal_mod.SIGKILL)
