@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import signal
+import sqlite3
 import struct
 import subprocess
 import termios
@@ -328,10 +329,10 @@ def test_start_with_a_taken_host_port_leaves_it_stopped_with_no_address(system: 
 def test_refused_publish_address_changes_nothing(system: System) -> None:
     inst, ref = system.inst, system.image
     before = snapshot(inst), mounts_under(inst.root, inst.run_dir)
-    refused = inst.cli(
-        "run", "-d", "--name", "nohost", "-p", "10.99.99.99:8080:80", ref, check=False
-    )
-    assert_refused(refused, "10.99.99.99")
+    spec = "10.99.99.99:8080:80"
+    for command in ("run", "create"):
+        refused = inst.cli(command, "--name", "nohost", "-p", spec, ref, check=False)
+        assert_refused(refused, "host IP 10.99.99.99 is not an address of this host")
     assert (snapshot(inst), mounts_under(inst.root, inst.run_dir)) == before
 
 
@@ -364,3 +365,85 @@ def test_stopped_containers_and_system_stop_leave_no_mount(system: System) -> No
     inst.cli("start", "m1")
     assert inspect(inst, "m1")["state"] == "running"
     inst.cli("rm", "-f", "m1", "m2")
+
+
+# -- an API server killed while it starts a container ----------------------------------------
+
+
+def _cgroup_pids(cid: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"/container-runtime/{cid}\n" in (entry / "cgroup").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _conmon_started(inst: Instance) -> bool:
+    marker = str(inst.run_dir / "conmon").encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"/usr/bin/conmon\0") and marker in cmdline:
+                return True
+    return False
+
+
+def _assert_consistent(inst: Instance) -> None:
+    """Every container the state knows is listed; running ones have their process and
+    rootfs, the others no process, no rootfs mount, no address; runc knows only running
+    ones."""
+    with sqlite3.connect(f"file:{inst.root / 'state.db'}?mode=ro", uri=True) as conn:
+        rows = dict(conn.execute("SELECT id, state FROM containers").fetchall())
+    listed = {c["id"] for c in inst.cli("ls", "-a", "--format", "json").json()}
+    assert listed == set(rows)
+    owners = {a["owner"] for n in ("default",) for a in attachments(inst, n)}
+    runc_root = inst.run_dir / "runc"
+    runc_ids = {p.name for p in runc_root.iterdir()} if runc_root.exists() else set()
+    for cid, state in rows.items():
+        rootfs = inst.root / "containers" / cid / "rootfs"
+        if state == "running":
+            assert _cgroup_pids(cid) and cid in owners and mounts_under(rootfs), cid
+        else:
+            assert state in ("created", "stopped"), state
+            assert _cgroup_pids(cid) == [], (cid, state)
+            assert cid not in owners and mounts_under(rootfs) == [], (cid, state)
+            assert cid not in runc_ids, (cid, state)
+
+
+def test_apiserver_killed_while_starting_leaves_no_hidden_orphan(system: System) -> None:
+    inst, ref = system.inst, system.image
+    moments: list[float | None] = [None, None, None, 0.1, 0.25, 0.4]  # None: once conmon runs
+    names = [f"kc{i}" for i in range(len(moments))]
+    try:
+        for name, moment in zip(names, moments, strict=True):
+            pid = inst.pid("apiserver")
+            assert pid
+            cli = subprocess.Popen(
+                inst.in_ns([CONTAINER, "run", "-d", "--name", name, ref]),
+                env=inst.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if moment is None:
+                wait_for(lambda c=cli: _conmon_started(inst) or c.poll() is not None, 20, "conmon")
+            else:
+                time.sleep(moment)
+            os.kill(pid, signal.SIGKILL)
+            cli.wait(timeout=30)
+            wait_for(lambda p=pid: not Path(f"/proc/{p}").exists(), 5, "apiserver death")
+            inst.start()
+            _assert_consistent(inst)
+        # and all of them can be removed (or started) afterwards
+        inst.cli("rm", "-f", *[n for n in names if inst.cli("inspect", n, check=False).stdout])
+        assert inst.cli("ls", "-a", "-q").stdout.strip() == ""
+        assert attachments(inst, "default") == []
+    finally:
+        inst.cli("rm", "-f", *names, check=False)

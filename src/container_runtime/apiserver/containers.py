@@ -16,6 +16,7 @@ of the ones that exited.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
@@ -23,6 +24,7 @@ import os
 import re
 import secrets
 import signal as signal_mod
+import socket
 import sqlite3
 import threading
 import time
@@ -245,6 +247,8 @@ class ContainerService:
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name")
         cfg = parse_create(body, self.config)
+        for port in cfg["ports"]:
+            _check_host_ip(port.get("hostIP"))
         image = self.images.inspect(str(body.get("image") or ""))
         for spec in cfg["networks"]:
             self.networks.get(spec["network"])  # NotFound for an unknown network
@@ -712,6 +716,7 @@ class ContainerService:
     def _reconcile_one(self, cid: str, name: str, state: str) -> None:
         if not self.runtime.bundle_path(cid).exists():
             return
+        self.runtime.settle(cid)
         st = self.runtime.state(cid)
         conmon = self.runtime.conmon_alive(cid)
         if state == "running":
@@ -818,6 +823,19 @@ class ContainerService:
             self.stop(cid, timeout=SHUTDOWN_STOP_TIMEOUT)
         except Exception as exc:
             log.warning(f"container-apiserver: stopping {cid[:12]} failed: {exc}")
+
+
+def _check_host_ip(host_ip: str | None) -> None:
+    """Refuse at create (not only at start) a -p host IP this host does not have, so a
+    refused create leaves nothing behind: bind a throwaway socket to it."""
+    if not host_ip:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host_ip, 0))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
 
 
 def _signal_number(sig: str | int) -> int:

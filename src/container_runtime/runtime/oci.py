@@ -708,6 +708,18 @@ class OciRuntime:
             return []
         return sorted(p.name for p in self.runc_root.iterdir() if (p / "state.json").exists())
 
+    def settle(self, container_id: str, timeout: float = 10.0) -> None:
+        """Wait until a `runc create` that conmon is still running has finished (conmon
+        then writes the container's pidfile), so what follows sees its outcome."""
+        f = self._files(container_id)
+        deadline = time.monotonic() + timeout
+        while (
+            not f.pidfile.exists()
+            and self.conmon_alive(container_id)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+
     def has_runc_state(self, container_id: str) -> bool:
         return self._runc_state_file(container_id) is not None
 
