@@ -201,6 +201,10 @@ class ContainerService:
             "publishedPorts": cfg.get("ports") or [],
             "dns": cfg.get("dns") or {},
             "autoRemove": bool(cfg.get("autoRemove")),
+            "volumes": cfg.get("volumes") or [],
+            "init": bool(cfg.get("init")),
+            "tty": bool(cfg.get("tty")),
+            "interactive": bool(cfg.get("interactive")),
         }
 
     def list_containers(self, all_: bool = False) -> list[dict[str, Any]]:

@@ -27,22 +27,22 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         p.set_defaults(handler=handler)
 
     start = commands.add_parser("start", help="start containers")
-    start.add_argument("names", nargs="+", metavar="NAME")
+    start.add_argument("names", nargs="+", metavar="NAME", help="container names or ids")
     start.set_defaults(handler=start_containers)
 
     stop = commands.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
-    stop.add_argument("names", nargs="+", metavar="NAME")
+    stop.add_argument("names", nargs="+", metavar="NAME", help="container names or ids")
     stop.add_argument("-t", "--time", type=float, default=10.0, help="seconds before SIGKILL")
     stop.add_argument("-s", "--signal", default="TERM", help="signal to send first (default TERM)")
     stop.set_defaults(handler=stop_containers)
 
     kill = commands.add_parser("kill", help="send a signal to containers")
-    kill.add_argument("names", nargs="+", metavar="NAME")
+    kill.add_argument("names", nargs="+", metavar="NAME", help="container names or ids")
     kill.add_argument("-s", "--signal", default="KILL", help="signal name or number (KILL)")
     kill.set_defaults(handler=kill_containers)
 
     delete = commands.add_parser("delete", aliases=["rm"], help="remove containers")
-    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.add_argument("names", nargs="+", metavar="NAME", help="container names or ids")
     delete.add_argument("-f", "--force", action="store_true", help="kill a running one first")
     delete.set_defaults(handler=delete_containers)
 
@@ -53,7 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     lister.set_defaults(handler=list_containers)
 
     inspect = commands.add_parser("inspect", help="show containers as JSON")
-    inspect.add_argument("names", nargs="+", metavar="NAME")
+    inspect.add_argument("names", nargs="+", metavar="NAME", help="container names or ids")
     inspect.add_argument(
         "--format", choices=["json"], default="json", help="one JSON object per container per line"
     )
