@@ -447,3 +447,24 @@ def test_apiserver_killed_while_starting_leaves_no_hidden_orphan(system: System)
         assert attachments(inst, "default") == []
     finally:
         inst.cli("rm", "-f", *names, check=False)
+
+
+def test_an_attached_start_waits_for_its_client_then_runs(system: System) -> None:
+    """The API side of `run -i/-t`: runc create only, until the client says start."""
+    inst, ref = system.inst, system.image
+    from container_runtime.client import UnixClient
+
+    client = UnixClient(inst.run_dir / "apiserver.sock")
+    try:
+        body = {"name": "waiter", "image": ref, "cmd": ["echo", "ran"], "start": True}
+        made = client.request("POST", "/v1/containers", {**body, "attach": True})
+        assert made["state"] == "running" and made["attach"]["socket"].endswith("/attach")
+        time.sleep(0.5)
+        assert inst.cli("logs", "waiter").stdout == ""  # created, not yet running
+        client.request("POST", "/v1/containers/waiter/start", {})
+        wait_for(lambda: inspect(inst, "waiter")["state"] == "stopped", 10, "exit")
+        assert inspect(inst, "waiter")["exitCode"] == 0
+        assert inst.cli("logs", "waiter").stdout == "ran\n"
+    finally:
+        client.close()
+    inst.cli("rm", "waiter")

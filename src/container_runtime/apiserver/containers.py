@@ -1,4 +1,5 @@
-"""Containers and images in the API server: life cycle, networking, the REST routes.
+"""Containers and images in the API server: life cycle and networking (REST routes in
+container_routes.py, /etc files in etcfiles.py, process options in runopts.py).
 
 The API server owns the `containers` table.  A container's networking is built by the
 helper of its networks' plugin just before its process starts, in this order (and torn
@@ -31,23 +32,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
-from ..http import Request, Router
 from ..models import DEFAULT_PLUGIN, ContainerConfig, str_list, validate_container_name
 from ..paths import Paths
-from ..runtime.images import ImageInfo, ImageStore, normalize_reference
-from ..runtime.oci import BindMount, OciRuntime, ProcessSpec
+from ..runtime.images import ImageStore, normalize_reference
+from ..runtime.oci import OciRuntime, ProcessSpec
+from ..runtime.spec import BindMount
 from ..state import Database
 from ..syscalls import umount_detach
+from .container_routes import register_routes
 from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
 from .networks import NetworkService
 from .runopts import parse_run_options
+
+__all__ = ["ContainerService", "register_routes"]
 
 log = logging.getLogger("container-apiserver")
 
@@ -857,99 +860,3 @@ def _signal_number(sig: str | int) -> int:
     except ValueError:
         raise InvalidArgument(f"unknown signal {sig!r}") from None
     return number
-
-
-def _body(req: Request) -> dict[str, Any]:
-    if req.body is None:
-        return {}
-    if not isinstance(req.body, dict):
-        raise InvalidArgument("expected a JSON object")
-    return req.body
-
-
-def _flag(req: Request, name: str) -> bool:
-    return (req.arg(name) or "").lower() in ("1", "true", "yes")
-
-
-def _image_json(info: ImageInfo) -> dict[str, Any]:
-    return info.to_json()
-
-
-def register_routes(router: Router, service: ContainerService) -> None:
-    s = service
-
-    @router.route("GET", "/v1/containers")
-    def list_containers(req: Request) -> tuple[int, Any]:
-        return 200, s.list_containers(all_=_flag(req, "all"))
-
-    @router.route("POST", "/v1/containers")
-    def create_container(req: Request) -> tuple[int, Any]:
-        return 201, s.create(_body(req))
-
-    @router.route("GET", "/v1/containers/{id}")
-    def inspect_container(req: Request) -> tuple[int, Any]:
-        return 200, s.get(req.params["id"])
-
-    @router.route("DELETE", "/v1/containers/{id}")
-    def delete_container(req: Request) -> tuple[int, Any]:
-        return 200, {"deleted": s.delete(req.params["id"], force=_flag(req, "force"))}
-
-    @router.route("POST", "/v1/containers/{id}/start")
-    def start_container(req: Request) -> tuple[int, Any]:
-        attach = _body(req).get("attach", False)
-        if not isinstance(attach, bool):
-            raise InvalidArgument("attach must be true or false")
-        out = s.start(req.params["id"], attach=attach)
-        if attach:
-            out["attach"] = s.attach_info(out["id"])
-        return 200, out
-
-    @router.route("POST", "/v1/containers/{id}/stop")
-    def stop_container(req: Request) -> tuple[int, Any]:
-        body = _body(req)
-        timeout = body.get("timeout", 10)
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
-            raise InvalidArgument("timeout must be a number of seconds >= 0")
-        sig = body.get("signal") or "TERM"
-        if not isinstance(sig, str | int):
-            raise InvalidArgument("signal must be a name or a number")
-        return 200, s.stop(req.params["id"], float(timeout), sig)
-
-    @router.route("POST", "/v1/containers/{id}/kill")
-    def kill_container(req: Request) -> tuple[int, Any]:
-        return 200, s.kill(req.params["id"], _body(req).get("signal") or "KILL")
-
-    @router.route("GET", "/v1/containers/{id}/logs")
-    def container_logs(req: Request) -> tuple[int, Any]:
-        text = req.arg("offset") or "0"
-        if not (text.isascii() and text.isdigit()) or len(text) > 19:
-            raise InvalidArgument(f"offset must be a byte offset >= 0, not {text!r}")
-        return 200, s.logs(req.params["id"], int(text))
-
-    @router.route("POST", "/v1/containers/{id}/exec")
-    def exec_container(req: Request) -> tuple[int, Any]:
-        return 200, s.exec_argv(req.params["id"], _body(req))
-
-    @router.route("GET", "/v1/images")
-    def list_images(_: Request) -> tuple[int, Any]:
-        return 200, [_image_json(i) for i in s.images.list()]
-
-    @router.route("POST", "/v1/images/pull")
-    def pull_image(req: Request) -> tuple[int, Any]:
-        return 200, s.pull(_body(req))
-
-    @router.route("POST", "/v1/images/load")
-    def load_image(req: Request) -> tuple[int, Any]:
-        path = str(_body(req).get("path") or "")
-        if not path.startswith("/"):
-            raise InvalidArgument("load needs an absolute archive path")
-        return 200, [_image_json(i) for i in s.images.load(Path(path))]
-
-    @router.route("GET", "/v1/images/{ref}")
-    def inspect_image(req: Request) -> tuple[int, Any]:
-        return 200, _image_json(s.images.inspect(req.params["ref"]))
-
-    @router.route("DELETE", "/v1/images/{ref}")
-    def delete_image(req: Request) -> tuple[int, Any]:
-        s.delete_image(req.params["ref"])
-        return 200, {"deleted": normalize_reference(req.params["ref"])}

@@ -2,13 +2,17 @@
 
 Layout of one container (``containers_dir/<id>/``, persistent)::
 
-    config.json        the OCI runtime spec
-    rootfs/            overlayfs mount: lower = cached image rootfs, upper/ + work/ here
+    config.json        the OCI runtime spec (built by spec.py)
+    rootfs/            overlayfs mount while the process runs (unmounted when it stops):
+                       lower = cached image rootfs, upper/ + work/ here
     upper/ work/       overlay layers (the container's writable layer)
     etc/hosts etc/resolv.conf etc/hostname   bind-mounted into the container
     ctr.log            stdout+stderr, CRI "k8s-file" format (see parse_log_line)
     exits/<id>         written by conmon when the process exits: the exit status
     pidfile conmon.pid container init pid, conmon pid
+    ctl winsz          conmon's control FIFOs (``1 ROWS COLS`` resizes a TTY)
+
+conmon's attach socket is ``run_dir/conmon/<id>/attach`` (stdin in, stdout/stderr out).
 
 runc keeps its own state under ``run_dir/runc`` (``--root``), so instances with
 different run dirs never see each other's containers.
@@ -18,7 +22,9 @@ daemonises (its own session, reparented to init), runs ``runc create``, reports
 the pid on a sync pipe and stays as the container's parent: it copies stdio to the
 log and writes the exit status to ``exits/<id>``.  The caller may die at any time
 after ``start()`` returns; the container keeps running and its exit status remains
-readable by ``state()`` from any later process.
+readable by ``state()`` from any later process.  If the caller dies before it has
+read the pid, conmon dies of SIGPIPE and leaves a ``runc init`` behind: ``abort()``
+removes it (the API server's reconciliation calls it).
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import errno
 import json
 import os
 import re
-import resource
 import select
 import shutil
 import signal as signal_mod
@@ -42,6 +47,7 @@ from typing import Any
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..syscalls import mount, umount_detach
 from .images import ImageInfo, ImageStore
+from .spec import BindMount, runtime_spec
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
@@ -49,47 +55,10 @@ CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 ENV_KEY_RE = re.compile(r"^[^=\x00]+$")
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_CAPS = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
-CGROUP_PARENT = "/container-runtime"
 START_TIMEOUT = 60.0
 # conmon writes exits/<id> just after it reaps the process; on a loaded machine that can
 # take seconds, so state() waits for it as long as conmon lives (bounded by this).
 EXIT_FILE_TIMEOUT = 60.0
-# `--init`: Debian's static tini, bind-mounted read-only into the container as PID 1.
-INIT_BINARY = shutil.which("tini-static") or "/usr/bin/tini-static"
-INIT_PATH = "/run/container-init"
-
-
-@dataclass(frozen=True)
-class BindMount:
-    source: str  # absolute host path
-    destination: str  # absolute path in the container
-    readonly: bool = False
-
-    def to_oci(self) -> dict[str, Any]:
-        options = ["rbind", "rprivate"] + (["ro"] if self.readonly else [])
-        return {
-            "destination": self.destination,
-            "type": "bind",
-            "source": self.source,
-            "options": options,
-        }
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
@@ -333,167 +302,6 @@ class OciRuntime:
         when = datetime.fromtimestamp(mtime, UTC).isoformat().replace("+00:00", "Z")
         return code, when
 
-    def _user(self, rootfs: Path, user: str) -> dict[str, Any]:
-        if not user:
-            return {"uid": 0, "gid": 0}
-        name, _, group = user.partition(":")
-
-        def lookup(file: str, key: str) -> int:
-            if key.isdigit():
-                return int(key)
-            try:
-                for line in (rootfs / "etc" / file).read_text().splitlines():
-                    parts = line.split(":")
-                    if len(parts) > 3 and parts[0] == key:
-                        return int(parts[2])
-            except (FileNotFoundError, ValueError):
-                pass
-            raise InvalidArgument(f"user or group {key!r} not found in the image's /etc/{file}")
-
-        uid = lookup("passwd", name)
-        gid = 0
-        if group:
-            gid = lookup("group", group)
-        elif not name.isdigit():
-            for line in (rootfs / "etc" / "passwd").read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) > 3 and parts[0] == name and parts[3].isdigit():
-                    gid = int(parts[3])
-        return {"uid": uid, "gid": gid}
-
-    def _spec(
-        self,
-        container_id: str,
-        f: _Files,
-        process: ProcessSpec,
-        hostname: str,
-        netns_path: str | None,
-        volumes: Sequence[BindMount] = (),
-        init: bool = False,
-    ) -> dict[str, Any]:
-        env = list(process.env)
-        args = list(process.args)
-        extra = [v.to_oci() for v in volumes]
-        if init:
-            if not os.path.exists(INIT_BINARY):
-                raise ContainerError(f"--init needs {INIT_BINARY} (Debian package tini)")
-            args = [INIT_PATH, "--", *args]
-            extra.append(BindMount(INIT_BINARY, INIT_PATH, readonly=True).to_oci())
-        keys = {e.partition("=")[0] for e in env}
-        if "PATH" not in keys:
-            env.insert(0, DEFAULT_PATH)
-        if "HOSTNAME" not in keys:
-            env.append(f"HOSTNAME={hostname}")
-        if process.terminal and "TERM" not in keys:
-            env.append("TERM=xterm")
-        netns: dict[str, str] = {"type": "network"}
-        if netns_path:
-            netns["path"] = netns_path
-        nosd = ["nosuid", "noexec", "nodev"]
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nofile = 1048576 if hard == resource.RLIM_INFINITY else min(hard, 1048576)
-        return {
-            "ociVersion": "1.0.2-dev",
-            "process": {
-                "terminal": process.terminal,
-                "user": self._user(f.rootfs, process.user),
-                "args": args,
-                "env": env,
-                "cwd": process.cwd,
-                "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted")},
-                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-                "noNewPrivileges": False,
-            },
-            "root": {"path": str(f.rootfs), "readonly": False},
-            "hostname": hostname,
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {
-                    "destination": "/dev",
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-                },
-                {
-                    "destination": "/dev/pts",
-                    "type": "devpts",
-                    "source": "devpts",
-                    "options": [
-                        "nosuid",
-                        "noexec",
-                        "newinstance",
-                        "ptmxmode=0666",
-                        "mode=0620",
-                        "gid=5",
-                    ],
-                },
-                {
-                    "destination": "/dev/shm",
-                    "type": "tmpfs",
-                    "source": "shm",
-                    "options": [*nosd, "mode=1777", "size=65536k"],
-                },
-                {
-                    "destination": "/dev/mqueue",
-                    "type": "mqueue",
-                    "source": "mqueue",
-                    "options": nosd,
-                },
-                {
-                    "destination": "/sys",
-                    "type": "sysfs",
-                    "source": "sysfs",
-                    "options": [*nosd, "ro"],
-                },
-                {
-                    "destination": "/sys/fs/cgroup",
-                    "type": "cgroup",
-                    "source": "cgroup",
-                    "options": [*nosd, "relatime", "ro"],
-                },
-                *(
-                    {
-                        "destination": f"/etc/{name}",
-                        "type": "bind",
-                        "source": str(f.etc / name),
-                        "options": ["rbind", "rprivate"],
-                    }
-                    for name in ("hosts", "resolv.conf", "hostname")
-                ),
-                *extra,
-            ],
-            "linux": {
-                "cgroupsPath": f"{CGROUP_PARENT}/{container_id}",
-                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-                "namespaces": [
-                    {"type": "pid"},
-                    netns,
-                    {"type": "ipc"},
-                    {"type": "uts"},
-                    {"type": "mount"},
-                ],
-                "maskedPaths": [
-                    "/proc/acpi",
-                    "/proc/asound",
-                    "/proc/kcore",
-                    "/proc/keys",
-                    "/proc/latency_stats",
-                    "/proc/timer_list",
-                    "/proc/timer_stats",
-                    "/proc/sched_debug",
-                    "/sys/firmware",
-                    "/proc/scsi",
-                ],
-                "readonlyPaths": [
-                    "/proc/bus",
-                    "/proc/fs",
-                    "/proc/irq",
-                    "/proc/sys",
-                    "/proc/sysrq-trigger",
-                ],
-            },
-        }
-
     def _ensure_rootfs(self, f: _Files) -> None:
         if os.path.ismount(f.rootfs):
             return
@@ -550,7 +358,9 @@ class OciRuntime:
             (f.etc / "resolv.conf").write_text(resolv_conf)
             (f.etc / "hostname").write_text(short + "\n")
             _mount_overlay(lower, f.upper, f.work, f.rootfs)
-            spec = self._spec(container_id, f, process, short, netns_path, volumes, init)
+            spec = runtime_spec(
+                container_id, f.rootfs, f.etc, process, short, netns_path, volumes, init
+            )
             tmp = f.bundle / ".config.json.tmp"
             tmp.write_text(json.dumps(spec, indent=1))
             tmp.rename(f.config)
