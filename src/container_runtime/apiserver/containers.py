@@ -743,8 +743,10 @@ class ContainerService:
                 )
             log.info(f"container-apiserver: finished the interrupted start of {name}")
             return
-        if st.pid is not None or self.runtime.has_runc_state(cid):
+        live = st.pid is not None
+        if live or self.runtime.has_runc_state(cid):
             self.runtime.abort(cid)
+        if live or (state == "created" and self.runtime.has_started(cid)):
             self._mark_failed(cid)
             log.info(f"container-apiserver: removed the process of the interrupted start of {name}")
         self.runtime.release_rootfs(cid)

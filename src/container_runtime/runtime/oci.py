@@ -530,6 +530,11 @@ class OciRuntime:
         ):
             time.sleep(0.02)
 
+    def has_started(self, container_id: str) -> bool:
+        """Whether a start got as far as conmon (it writes its pidfile first)."""
+        f = self._files(container_id)
+        return f.conmon_pidfile.exists() or f.pidfile.exists()
+
     def has_runc_state(self, container_id: str) -> bool:
         return self._runc_state_file(container_id) is not None
 
