@@ -61,6 +61,8 @@ def test_run_interactive_passes_piped_stdin(system: System) -> None:
         inst, "a\nb\n", "run", "-i", "--rm", ref, "sh", "-c", "read x; read y; echo $y$x; exit 5"
     )
     assert (got.returncode, got.stdout) == (5, "ba\n"), got
+    got = cli_input(inst, "via init\n", "run", "-i", "--init", "--rm", ref, "cat")
+    assert (got.returncode, got.stdout) == (0, "via init\n"), got
     # without -i the container's stdin is empty, as in Docker
     got = cli_input(inst, "hi\n", "run", "--rm", ref, "cat")
     assert (got.returncode, got.stdout) == (0, ""), got

@@ -112,6 +112,8 @@ def run_attached(client: UnixClient, created: dict[str, Any], interactive: bool,
         if local_tty:
             _send_size(control)
             signal.signal(signal.SIGWINCH, lambda *_: _send_size(control))
+            for sig in (signal.SIGTERM, signal.SIGHUP):  # restore the terminal first
+                signal.signal(sig, lambda number, _: sys.exit(128 + number))
         with _raw_terminal(local_tty):
             _relay(sock, interactive, tty)
     finally:
