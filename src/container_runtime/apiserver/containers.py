@@ -1,5 +1,6 @@
 """Containers and images in the API server: life cycle and networking (REST routes in
-container_routes.py, /etc files in etcfiles.py, process options in runopts.py).
+container_routes.py, /etc files in etcfiles.py, process options in runopts.py, recovery
+after a crash in recovery.py).
 
 The API server owns the `containers` table.  A container's networking is built by the
 helper of its networks' plugin just before its process starts, in this order (and torn
@@ -43,7 +44,7 @@ from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.spec import BindMount
 from ..state import Database
-from ..syscalls import umount_detach
+from . import recovery
 from .container_routes import register_routes
 from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
@@ -56,7 +57,6 @@ log = logging.getLogger("container-apiserver")
 
 WATCH_INTERVAL = 0.5
 SHUTDOWN_STOP_TIMEOUT = 3.0
-ID_RE = re.compile(r"^[0-9a-f]{64}$")
 ANY_ID_RE = re.compile(r"\b[0-9a-f]{64}\b")
 LOG_CHUNK = 1 << 20
 # An attached run (`run -i/-t`) waits after `runc create` for its client to connect to
@@ -702,94 +702,10 @@ class ContainerService:
                 except Exception as exc:
                     log.warning(f"container-apiserver: watching {cid[:12]} failed: {exc}")
 
-    def _reconcile_interrupted(self) -> None:
-        """A start the API server did not finish (it was killed): conmon dies with it
-        (SIGPIPE on the sync pipe) and may leave a `runc init` behind, reparented to init.
-        Finish the start when the process runs under a live conmon; otherwise remove the
-        process and unmount the rootfs, leaving the container stopped."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT id, name, state FROM containers").fetchall()
-        for cid, name, state in rows:
-            try:
-                with self._locked(cid):
-                    self._reconcile_one(cid, name, state)
-            except Exception as exc:
-                log.warning(f"container-apiserver: reconciling {cid[:12]} failed: {exc}")
-        known = {r[0] for r in rows}
-        for cid in self.runtime.runc_ids():  # runc state with no container row at all
-            if cid not in known and ID_RE.match(cid):
-                self.runtime.abort(cid)
-
-    def _reconcile_one(self, cid: str, name: str, state: str) -> None:
-        if not self.runtime.bundle_path(cid).exists():
-            return
-        self.runtime.settle(cid)
-        st = self.runtime.state(cid)
-        conmon = self.runtime.conmon_alive(cid)
-        if state == "running":
-            if st.status == "created" and st.pid is not None:  # an attached start
-                if conmon:
-                    self._resume_locked(cid)
-                else:
-                    self.runtime.abort(cid)
-                    self._finish(cid, None)
-            return
-        if st.status == "running" and conmon and st.pid is not None:
-            with self.db.write() as conn:
-                conn.execute(
-                    "UPDATE containers SET state = 'running', pid = ?, exit_code = NULL,"
-                    " started_at = ?, finished_at = NULL WHERE id = ?",
-                    (st.pid, _now(), cid),
-                )
-            log.info(f"container-apiserver: finished the interrupted start of {name}")
-            return
-        live = st.pid is not None
-        if live or self.runtime.has_runc_state(cid):
-            self.runtime.abort(cid)
-        if live or (state == "created" and self.runtime.has_started(cid)):
-            self._mark_failed(cid)
-            log.info(f"container-apiserver: removed the process of the interrupted start of {name}")
-        self.runtime.release_rootfs(cid)
-
     def reconcile(self) -> None:
         """After a start: finish or undo interrupted starts, release networking of
         containers whose process is gone, and of owners (container ids) with no row."""
-        self._reconcile_interrupted()
-        for cid in self._running_ids():
-            try:
-                self._check_one(cid)
-            except Exception as exc:
-                log.warning(f"container-apiserver: reconciling {cid[:12]} failed: {exc}")
-        with self.db.read() as conn:
-            rows = {r["id"]: r for r in conn.execute("SELECT * FROM containers")}
-            owners = {
-                (r[0], r[1])
-                for r in conn.execute("SELECT network, owner FROM attachments")
-                if ID_RE.match(r[1])
-            }
-            port_owners = {r[0] for r in conn.execute("SELECT owner FROM port_forwards")}
-        for cid, row in rows.items():
-            if row["state"] != "running" and (
-                any(o == cid for _, o in owners) or cid in port_owners
-            ):
-                self._release(cid, json.loads(row["config"]))
-        for network, owner in sorted(owners):
-            if owner in rows:
-                continue
-            try:
-                plugin = self._plugin(network)
-                helper = self.helper_for(plugin)
-                helper.request("DELETE", f"/portforwards/{owner}")
-                helper.request("DELETE", f"/networks/{network}/attachments/{owner}")
-                helper.request("DELETE", f"/sandboxes/{owner}")
-            except Exception as exc:
-                log.warning(f"container-apiserver: releasing orphan {owner[:12]} failed: {exc}")
-        for cid in self.runtime.list_ids():
-            if ID_RE.match(cid) and cid not in rows:
-                try:
-                    self.runtime.delete(cid, force=True)
-                except ContainerError as exc:
-                    log.warning(f"container-apiserver: removing orphan bundle failed: {exc}")
+        recovery.reconcile(self)
 
     def start_watcher(self) -> None:
         self._stopping.clear()
@@ -808,24 +724,7 @@ class ContainerService:
             threads.append(t)
         for t in threads:
             t.join(timeout=SHUTDOWN_STOP_TIMEOUT + 20)
-        self._unmount_netns_dir()
-
-    def _unmount_netns_dir(self) -> None:
-        """The network helper makes the run dir's netns/ a shared mount (as `ip netns`
-        does): with no sandbox left under it, undo that so `system stop` leaves no mount."""
-        target = str(self.paths.netns_dir)
-        try:
-            with open("/proc/self/mountinfo") as fh:
-                points = [line.split()[4] for line in fh]
-        except OSError:
-            return
-        if any(p.startswith(target + "/") for p in points):
-            return  # a sandbox is still mounted (a container that did not stop)
-        for _ in range(points.count(target)):
-            try:
-                umount_detach(target)
-            except OSError:
-                break
+        recovery.unmount_netns_dir(self.paths.netns_dir)
 
     def _stop_quietly(self, cid: str) -> None:
         try:
