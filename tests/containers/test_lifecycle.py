@@ -434,8 +434,11 @@ def test_apiserver_killed_while_starting_leaves_no_hidden_orphan(system: System)
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            if moment is None:
-                wait_for(lambda c=cli: _conmon_started(inst) or c.poll() is not None, 20, "conmon")
+            if moment is None:  # poll tightly: runc create takes tens of milliseconds
+                deadline = time.monotonic() + 20
+                while not _conmon_started(inst) and cli.poll() is None:
+                    assert time.monotonic() < deadline, "conmon never started"
+                    time.sleep(0.002)
             else:
                 time.sleep(moment)
             os.kill(pid, signal.SIGKILL)
