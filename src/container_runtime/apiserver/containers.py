@@ -738,9 +738,16 @@ def _check_host_ip(host_ip: str | None) -> None:
     refused create leaves nothing behind: bind a throwaway socket to it."""
     if not host_ip:
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+    try:
+        ip = ipaddress.ip_address(host_ip.strip("[]"))
+    except ValueError:
+        return  # the models refuse it
+    if ip.is_unspecified:
+        return
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.bind((host_ip, 0))
+            probe.bind((str(ip), 0))
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
