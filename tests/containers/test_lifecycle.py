@@ -473,3 +473,28 @@ def test_an_attached_start_waits_for_its_client_then_runs(system: System) -> Non
     finally:
         client.close()
     inst.cli("rm", "waiter")
+
+
+def test_a_signal_to_a_foreground_run_reaches_the_container(system: System) -> None:
+    """Docker's sig-proxy: ^C on `container run --rm ...` stops the process (which can
+    trap it) and the container is removed, instead of the CLI leaving it running."""
+    inst, ref = system.inst, system.image
+    script = "trap 'echo trapped; exit 9' INT; echo ready; while :; do sleep 0.1; done"
+    proc = subprocess.Popen(
+        inst.in_ns([CONTAINER, "run", "--rm", "--name", "sigproxy", ref, "sh", "-c", script]),
+        env=inst.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out) == (9, "trapped\n"), err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert inst.cli("ls", "-a", "-q").stdout.strip() == ""

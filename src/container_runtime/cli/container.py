@@ -199,6 +199,8 @@ def run_container(args: argparse.Namespace) -> int:
         print(created["id"])
         return 0
     client = api()
+    if not args.tty:  # with a TTY, ^C is a byte for the container's terminal
+        _proxy_signals(created["id"])
     if "attach" in created:
         from .attach import run_attached
 
@@ -211,6 +213,32 @@ def run_container(args: argparse.Namespace) -> int:
         except NotFound:
             pass
     return code
+
+
+PROXIED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+
+def _proxy_signals(cid: str) -> None:
+    """As Docker's sig-proxy: a signal to a foreground `run` goes to the container's
+    process (whose exit then ends the run, and `--rm` removes it); the third ^C gives up
+    waiting (the container keeps running)."""
+    import signal
+
+    interrupts = [0]
+
+    def forward(number: int, _: object) -> None:
+        name = signal.Signals(number).name
+        if number == signal.SIGINT:
+            interrupts[0] += 1
+            if interrupts[0] >= 3:
+                raise KeyboardInterrupt
+        try:
+            api(timeout=10).request("POST", f"/v1/containers/{cid}/kill", {"signal": name})
+        except ContainerError:
+            pass  # it has just exited: the run ends by itself
+
+    for name in PROXIED:
+        signal.signal(getattr(signal, name), forward)
 
 
 def _follow(client: UnixClient, ref: str, until_exit: bool) -> int:
