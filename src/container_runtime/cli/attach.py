@@ -104,7 +104,11 @@ def _relay(sock: socket.socket, interactive: bool, tty: bool) -> None:
 
 def run_attached(client: UnixClient, created: dict[str, Any], interactive: bool, tty: bool) -> int:
     cid = created["id"]
-    sock = connect(created["attach"]["socket"])
+    try:
+        sock = connect(created["attach"]["socket"])
+    except ContainerError:  # the run failed before the process ran: leave nothing
+        client.request("DELETE", f"/v1/containers/{quote(cid)}?force=1")
+        raise
     control = created["attach"]["control"]
     local_tty = tty and os.isatty(0)
     try:
