@@ -562,12 +562,21 @@ def str_list(value: Any, what: str) -> list[str]:
     return list(value)
 
 
+DNS_OPTION_RE = re.compile(r"^[a-z][a-z0-9-]*(:[0-9]{1,5})?$")
+MAX_DNS_SEARCH = 32
+
+
 @dataclass(frozen=True)
 class DnsSettings:
-    nameservers: tuple[str, ...] = ()  # empty: the primary network's gateway
+    """What /etc/resolv.conf says, line for line: `nameserver` (empty: the primary
+    network's gateway), `domain` (only from --dns-domain), `search` (exactly --dns-search;
+    with neither flag, the configured DNS domain), `options`; nothing with --no-dns."""
+
+    nameservers: tuple[str, ...] = ()
     domain: str | None = None
     search: tuple[str, ...] = ()
     disabled: bool = False
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -621,10 +630,35 @@ class ContainerConfig:
             except ValueError:
                 raise InvalidArgument(f"invalid --dns {ip!r}: not an IP address") from None
         domain = body.get("dnsDomain")
+        if domain is not None and not isinstance(domain, str):
+            raise InvalidArgument("dnsDomain must be a string")
         search = [validate_domain(d) for d in str_list(body.get("dnsSearch"), "dnsSearch")]
+        if len(search) > MAX_DNS_SEARCH:
+            raise InvalidArgument(f"at most {MAX_DNS_SEARCH} --dns-search domains")
+        options = str_list(body.get("dnsOption"), "dnsOption")
+        for opt in options:
+            if not DNS_OPTION_RE.match(opt):
+                raise InvalidArgument(
+                    f"invalid --dns-option {opt!r}: expected a resolver option such as"
+                    " ndots:2 or edns0"
+                )
         no_dns = bool(body.get("noDns"))
-        if no_dns and nameservers:
-            raise InvalidArgument("--no-dns and --dns can not be combined")
+        if no_dns:
+            given = [
+                flag
+                for flag, value in (
+                    ("--dns", nameservers),
+                    ("--dns-domain", domain),
+                    ("--dns-search", search),
+                    ("--dns-option", options),
+                )
+                if value
+            ]
+            if given:
+                raise InvalidArgument(f"--no-dns and {', '.join(given)} can not be combined")
+        explicit_domain = validate_domain(domain) if domain else None
+        if not search and explicit_domain is None and default_domain and not no_dns:
+            search = [default_domain]
         cmd, entrypoint = body.get("cmd"), body.get("entrypoint")
         return cls(
             networks=tuple(s for s in specs if s.network != "none"),
@@ -637,9 +671,10 @@ class ContainerConfig:
             workdir=str(body["workdir"]) if body.get("workdir") else None,
             dns=DnsSettings(
                 nameservers=tuple(nameservers),
-                domain=validate_domain(str(domain)) if domain else default_domain,
-                search=tuple(search),
+                domain=explicit_domain,
+                search=tuple(dict.fromkeys(search)),
                 disabled=no_dns,
+                options=tuple(dict.fromkeys(options)),
             ),
             auto_remove=bool(body.get("autoRemove")),
         )
@@ -657,6 +692,7 @@ class ContainerConfig:
                 "domain": self.dns.domain,
                 "search": list(self.dns.search),
                 "disabled": self.dns.disabled,
+                "options": list(self.dns.options),
             },
             "autoRemove": self.auto_remove,
         }

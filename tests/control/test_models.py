@@ -187,7 +187,7 @@ def test_container_config_parse_and_refusals() -> None:
     from container_runtime.models import ContainerConfig
 
     default = ContainerConfig.parse({}, "test")
-    assert [s.network for s in default.networks] == ["default"] and default.dns.domain == "test"
+    assert [s.network for s in default.networks] == ["default"] and default.dns.search == ("test",)
     none = ContainerConfig.parse({"networks": ["none"]}, "test")
     assert none.networks == ()
     full = ContainerConfig.parse(

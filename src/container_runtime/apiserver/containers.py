@@ -1,4 +1,6 @@
-"""Containers and images in the API server: life cycle, networking, the REST routes.
+"""Containers and images in the API server: life cycle and networking (REST routes in
+container_routes.py, /etc files in etcfiles.py, process options in runopts.py, recovery
+after a crash in recovery.py).
 
 The API server owns the `containers` table.  A container's networking is built by the
 helper of its networks' plugin just before its process starts, in this order (and torn
@@ -16,40 +18,50 @@ of the ones that exited.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
+import os
 import re
 import secrets
 import signal as signal_mod
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
-from ..http import Request, Router
 from ..models import DEFAULT_PLUGIN, ContainerConfig, str_list, validate_container_name
 from ..paths import Paths
-from ..runtime.images import ImageInfo, ImageStore, normalize_reference
+from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
+from ..runtime.spec import BindMount
 from ..state import Database
+from . import recovery
+from .container_routes import register_routes
+from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
 from .networks import NetworkService
+from .runopts import parse_run_options
+
+__all__ = ["ContainerService", "register_routes"]
 
 log = logging.getLogger("container-apiserver")
 
 WATCH_INTERVAL = 0.5
 SHUTDOWN_STOP_TIMEOUT = 3.0
-ID_RE = re.compile(r"^[0-9a-f]{64}$")
 ANY_ID_RE = re.compile(r"\b[0-9a-f]{64}\b")
 LOG_CHUNK = 1 << 20
+# An attached run (`run -i/-t`) waits after `runc create` for its client to connect to
+# the attach socket; if the client never says "go", the container starts anyway.
+ATTACH_WAIT = 30.0
 
 
 def name_containers(message: str, names: dict[str, str]) -> str:
@@ -69,14 +81,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _short_hostname(name: str) -> str:
-    short = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63].strip("-")
-    return short or "container"
+_short_hostname = short_hostname
 
 
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    return ContainerConfig.parse(body, config.dns_domain).to_json()
+    cfg = ContainerConfig.parse(body, config.dns_domain).to_json()
+    cfg.update(parse_run_options(body))
+    return cfg
 
 
 class ContainerService:
@@ -192,6 +204,10 @@ class ContainerService:
             "publishedPorts": cfg.get("ports") or [],
             "dns": cfg.get("dns") or {},
             "autoRemove": bool(cfg.get("autoRemove")),
+            "volumes": cfg.get("volumes") or [],
+            "init": bool(cfg.get("init")),
+            "tty": bool(cfg.get("tty")),
+            "interactive": bool(cfg.get("interactive")),
         }
 
     def list_containers(self, all_: bool = False) -> list[dict[str, Any]]:
@@ -238,6 +254,8 @@ class ContainerService:
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name")
         cfg = parse_create(body, self.config)
+        for port in cfg["ports"]:
+            _check_host_ip(port.get("hostIP"))
         image = self.images.inspect(str(body.get("image") or ""))
         for spec in cfg["networks"]:
             self.networks.get(spec["network"])  # NotFound for an unknown network
@@ -279,13 +297,25 @@ class ContainerService:
             except sqlite3.IntegrityError:
                 raise Conflict(f"container name {name} is already in use") from None
         log.info(f"container-apiserver: created container {name} ({cid[:12]}, {image.reference})")
+        attach = bool(body.get("start")) and bool(body.get("attach"))
         if body.get("start"):
             try:
-                self.start(cid)
+                self.start(cid, attach=attach)
             except BaseException:
                 self._remove(cid)
                 raise
-        return self.get(cid)
+        out = self.get(cid)
+        if attach:
+            out["attach"] = self.attach_info(cid)
+        return out
+
+    def attach_info(self, cid: str) -> dict[str, str]:
+        """Where an attached client connects (it runs as root on this host, as the API's
+        peers must): conmon's attach socket and its control FIFO (TTY resizes)."""
+        return {
+            "socket": str(self.runtime.attach_socket(cid)),
+            "control": str(self.runtime.control_fifo(cid)),
+        }
 
     def _plugin(self, network: str) -> str:
         return self.networks.get(network).configuration.plugin
@@ -297,7 +327,9 @@ class ContainerService:
         except NotFound:  # a network gone (state from before creates checked): remove anyway
             return DEFAULT_PLUGIN
 
-    def start(self, ref: str) -> dict[str, Any]:
+    def start(self, ref: str, attach: bool = False) -> dict[str, Any]:
+        """Start a container; with attach, stop after `runc create` (see ATTACH_WAIT).
+        Starting an attached container that waits for its client lets it run."""
         cid = self.resolve(ref)
         with self._locked(cid):
             row = self._row(cid)
@@ -305,12 +337,56 @@ class ContainerService:
                 raise NotFound(f"container {ref} not found")
             name = row["name"]
             if row["state"] == "running":
+                if self._waiting(cid):
+                    self._resume_locked(cid)
+                    return self.get(cid)
                 raise Conflict(f"container {name} is already running")
             cfg = json.loads(row["config"])
-            self._start_locked(cid, name, row["image"], cfg)
+            try:
+                self._start_locked(cid, name, row["image"], cfg, attach)
+            except BaseException:
+                self._mark_failed(cid)
+                raise
+        if attach:
+            timer = threading.Timer(ATTACH_WAIT, self._resume_waiting, (cid,))
+            timer.daemon = True
+            timer.start()
         return self.get(cid)
 
-    def _start_locked(self, cid: str, name: str, image_ref: str, cfg: dict[str, Any]) -> None:
+    def _waiting(self, cid: str) -> bool:
+        """Made by `runc create` but not yet let go (an attached start)."""
+        st = self.runtime.state(cid)
+        return st.status == "created" and st.pid is not None
+
+    def _resume_locked(self, cid: str) -> None:
+        try:
+            self.runtime.resume(cid)
+        except ContainerError as exc:
+            self._finish(cid, None)
+            raise self._humanise(exc) from None
+
+    def _resume_waiting(self, cid: str) -> None:
+        try:
+            with self._locked(cid):
+                row = self._row(cid)
+                if row is not None and row["state"] == "running" and self._waiting(cid):
+                    log.info(f"container-apiserver: no client attached to {cid[:12]}: starting")
+                    self._resume_locked(cid)
+        except Exception as exc:
+            log.warning(f"container-apiserver: starting {cid[:12]} failed: {exc}")
+
+    def _mark_failed(self, cid: str) -> None:
+        """A start that failed leaves the container stopped (not created), holding nothing."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE containers SET state = 'stopped', pid = NULL, exit_code = NULL,"
+                " finished_at = ? WHERE id = ? AND state != 'running'",
+                (_now(), cid),
+            )
+
+    def _start_locked(
+        self, cid: str, name: str, image_ref: str, cfg: dict[str, Any], attach: bool = False
+    ) -> None:
         image = self.images.inspect(image_ref)
         attached: list[tuple[str, str]] = []  # (plugin, network)
         sandbox: tuple[str, str] | None = None
@@ -363,22 +439,34 @@ class ContainerService:
                 entrypoint=cfg.get("entrypoint"),
                 env=cfg.get("env"),
                 cwd=cfg.get("workdir"),
+                terminal=bool(cfg.get("tty")),
             )
             if self.runtime.bundle_path(cid).exists():
                 self.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
             else:
+                volumes = [BindMount(**v) for v in cfg.get("volumes") or []]
                 self.runtime.create_bundle(
-                    cid, image, process, _short_hostname(name), path, hosts, resolv
+                    cid,
+                    image,
+                    process,
+                    _short_hostname(name),
+                    path,
+                    hosts,
+                    resolv,
+                    volumes=volumes,
+                    init=bool(cfg.get("init")),
                 )
                 fresh_bundle = True
-            pid = self.runtime.start(cid)
+            pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
         except BaseException as exc:
             self._undo(cid, attached, published, sandbox)
-            if fresh_bundle:
-                try:
+            try:
+                if fresh_bundle:
                     self.runtime.delete(cid, force=True)
-                except ContainerError:
-                    pass
+                elif self.runtime.bundle_path(cid).exists():
+                    self.runtime.release_rootfs(cid)
+            except ContainerError:
+                pass
             if isinstance(exc, ContainerError):
                 raise self._humanise(exc) from None
             raise
@@ -397,21 +485,7 @@ class ContainerService:
     def _etc_files(
         self, name: str, cfg: dict[str, Any], atts: list[dict[str, Any]]
     ) -> tuple[str, str]:
-        short = _short_hostname(name)
-        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        for att in atts:
-            fqdn = str(att.get("hostname") or "").rstrip(".")
-            names = " ".join(dict.fromkeys(n for n in (fqdn, short, name) if n))
-            hosts.append(f"{att['address'].split('/')[0]}\t{names}")
-        dns = cfg["dns"]
-        lines = []
-        if not dns.get("disabled"):
-            servers = dns.get("nameservers") or ([atts[0]["gateway"]] if atts else [])
-            lines += [f"nameserver {s}" for s in servers]
-        search = ([dns["domain"]] if dns.get("domain") else []) + list(dns.get("search") or [])
-        if search:
-            lines.append("search " + " ".join(dict.fromkeys(search)))
-        return "\n".join(hosts) + "\n", "\n".join(lines) + ("\n" if lines else "")
+        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts)
 
     def _undo(
         self,
@@ -462,6 +536,10 @@ class ContainerService:
             return False
         cfg = json.loads(row["config"])
         self._release(cid, cfg)
+        try:
+            self.runtime.release_rootfs(cid)  # a stopped container holds no mount
+        except ContainerError as exc:
+            log.warning(f"container-apiserver: unmounting the rootfs of {cid[:12]}: {exc}")
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE containers SET state = 'stopped', pid = NULL, exit_code = ?,"
@@ -474,15 +552,16 @@ class ContainerService:
         )
         return bool(cfg.get("autoRemove"))
 
-    def stop(self, ref: str, timeout: float = 10.0) -> dict[str, Any]:
+    def stop(self, ref: str, timeout: float = 10.0, sig: str | int = "TERM") -> dict[str, Any]:
         cid = self.resolve(ref)
+        number = _signal_number(sig)
         auto = False
         with self._locked(cid):
             row = self._row(cid)
             if row is None:
                 raise NotFound(f"container {ref} not found")
             if row["state"] == "running":
-                code = self.runtime.stop(cid, timeout=timeout)
+                code = self.runtime.stop(cid, timeout=timeout, sig=number)
                 auto = self._finish(cid, code if code >= 0 else None)
         if auto:
             out = self.get(cid)
@@ -551,9 +630,18 @@ class ContainerService:
         new_offset = offset
         try:
             with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if offset > size:
+                    raise InvalidArgument(
+                        f"offset {offset} is beyond the end of the log ({size} bytes)"
+                    )
                 fh.seek(offset)
                 data = fh.read(LOG_CHUNK)
         except FileNotFoundError:
+            if offset:
+                raise InvalidArgument(
+                    f"offset {offset} is beyond the end of the log (0 bytes)"
+                ) from None
             data = b""
         end = data.rfind(b"\n")
         if end >= 0:
@@ -629,43 +717,9 @@ class ContainerService:
                     log.warning(f"container-apiserver: watching {cid[:12]} failed: {exc}")
 
     def reconcile(self) -> None:
-        """After a start: release networking of containers whose process is gone, and of
-        owners (container ids) with no container row."""
-        for cid in self._running_ids():
-            try:
-                self._check_one(cid)
-            except Exception as exc:
-                log.warning(f"container-apiserver: reconciling {cid[:12]} failed: {exc}")
-        with self.db.read() as conn:
-            rows = {r["id"]: r for r in conn.execute("SELECT * FROM containers")}
-            owners = {
-                (r[0], r[1])
-                for r in conn.execute("SELECT network, owner FROM attachments")
-                if ID_RE.match(r[1])
-            }
-            port_owners = {r[0] for r in conn.execute("SELECT owner FROM port_forwards")}
-        for cid, row in rows.items():
-            if row["state"] != "running" and (
-                any(o == cid for _, o in owners) or cid in port_owners
-            ):
-                self._release(cid, json.loads(row["config"]))
-        for network, owner in sorted(owners):
-            if owner in rows:
-                continue
-            try:
-                plugin = self._plugin(network)
-                helper = self.helper_for(plugin)
-                helper.request("DELETE", f"/portforwards/{owner}")
-                helper.request("DELETE", f"/networks/{network}/attachments/{owner}")
-                helper.request("DELETE", f"/sandboxes/{owner}")
-            except Exception as exc:
-                log.warning(f"container-apiserver: releasing orphan {owner[:12]} failed: {exc}")
-        for cid in self.runtime.list_ids():
-            if ID_RE.match(cid) and cid not in rows:
-                try:
-                    self.runtime.delete(cid, force=True)
-                except ContainerError as exc:
-                    log.warning(f"container-apiserver: removing orphan bundle failed: {exc}")
+        """After a start: finish or undo interrupted starts, release networking of
+        containers whose process is gone, and of owners (container ids) with no row."""
+        recovery.reconcile(self)
 
     def start_watcher(self) -> None:
         self._stopping.clear()
@@ -684,12 +738,33 @@ class ContainerService:
             threads.append(t)
         for t in threads:
             t.join(timeout=SHUTDOWN_STOP_TIMEOUT + 20)
+        recovery.unmount_netns_dir(self.paths.netns_dir)
 
     def _stop_quietly(self, cid: str) -> None:
         try:
             self.stop(cid, timeout=SHUTDOWN_STOP_TIMEOUT)
         except Exception as exc:
             log.warning(f"container-apiserver: stopping {cid[:12]} failed: {exc}")
+
+
+def _check_host_ip(host_ip: str | None) -> None:
+    """Refuse at create (not only at start) a -p host IP this host does not have, so a
+    refused create leaves nothing behind: bind a throwaway socket to it."""
+    if not host_ip:
+        return
+    try:
+        ip = ipaddress.ip_address(host_ip.strip("[]"))
+    except ValueError:
+        return  # the models refuse it
+    if ip.is_unspecified:
+        return
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((str(ip), 0))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
 
 
 def _signal_number(sig: str | int) -> int:
@@ -707,90 +782,3 @@ def _signal_number(sig: str | int) -> int:
     except ValueError:
         raise InvalidArgument(f"unknown signal {sig!r}") from None
     return number
-
-
-def _body(req: Request) -> dict[str, Any]:
-    if req.body is None:
-        return {}
-    if not isinstance(req.body, dict):
-        raise InvalidArgument("expected a JSON object")
-    return req.body
-
-
-def _flag(req: Request, name: str) -> bool:
-    return (req.arg(name) or "").lower() in ("1", "true", "yes")
-
-
-def _image_json(info: ImageInfo) -> dict[str, Any]:
-    return info.to_json()
-
-
-def register_routes(router: Router, service: ContainerService) -> None:
-    s = service
-
-    @router.route("GET", "/v1/containers")
-    def list_containers(req: Request) -> tuple[int, Any]:
-        return 200, s.list_containers(all_=_flag(req, "all"))
-
-    @router.route("POST", "/v1/containers")
-    def create_container(req: Request) -> tuple[int, Any]:
-        return 201, s.create(_body(req))
-
-    @router.route("GET", "/v1/containers/{id}")
-    def inspect_container(req: Request) -> tuple[int, Any]:
-        return 200, s.get(req.params["id"])
-
-    @router.route("DELETE", "/v1/containers/{id}")
-    def delete_container(req: Request) -> tuple[int, Any]:
-        return 200, {"deleted": s.delete(req.params["id"], force=_flag(req, "force"))}
-
-    @router.route("POST", "/v1/containers/{id}/start")
-    def start_container(req: Request) -> tuple[int, Any]:
-        return 200, s.start(req.params["id"])
-
-    @router.route("POST", "/v1/containers/{id}/stop")
-    def stop_container(req: Request) -> tuple[int, Any]:
-        timeout = _body(req).get("timeout", 10)
-        if not isinstance(timeout, int | float) or timeout < 0:
-            raise InvalidArgument("timeout must be a number of seconds >= 0")
-        return 200, s.stop(req.params["id"], float(timeout))
-
-    @router.route("POST", "/v1/containers/{id}/kill")
-    def kill_container(req: Request) -> tuple[int, Any]:
-        return 200, s.kill(req.params["id"], _body(req).get("signal") or "KILL")
-
-    @router.route("GET", "/v1/containers/{id}/logs")
-    def container_logs(req: Request) -> tuple[int, Any]:
-        try:
-            offset = int(req.arg("offset") or 0)
-        except ValueError:
-            raise InvalidArgument("offset must be an integer") from None
-        return 200, s.logs(req.params["id"], max(0, offset))
-
-    @router.route("POST", "/v1/containers/{id}/exec")
-    def exec_container(req: Request) -> tuple[int, Any]:
-        return 200, s.exec_argv(req.params["id"], _body(req))
-
-    @router.route("GET", "/v1/images")
-    def list_images(_: Request) -> tuple[int, Any]:
-        return 200, [_image_json(i) for i in s.images.list()]
-
-    @router.route("POST", "/v1/images/pull")
-    def pull_image(req: Request) -> tuple[int, Any]:
-        return 200, s.pull(_body(req))
-
-    @router.route("POST", "/v1/images/load")
-    def load_image(req: Request) -> tuple[int, Any]:
-        path = str(_body(req).get("path") or "")
-        if not path.startswith("/"):
-            raise InvalidArgument("load needs an absolute archive path")
-        return 200, [_image_json(i) for i in s.images.load(Path(path))]
-
-    @router.route("GET", "/v1/images/{ref}")
-    def inspect_image(req: Request) -> tuple[int, Any]:
-        return 200, _image_json(s.images.inspect(req.params["ref"]))
-
-    @router.route("DELETE", "/v1/images/{ref}")
-    def delete_image(req: Request) -> tuple[int, Any]:
-        s.delete_image(req.params["ref"])
-        return 200, {"deleted": normalize_reference(req.params["ref"])}

@@ -2,13 +2,17 @@
 
 Layout of one container (``containers_dir/<id>/``, persistent)::
 
-    config.json        the OCI runtime spec
-    rootfs/            overlayfs mount: lower = cached image rootfs, upper/ + work/ here
+    config.json        the OCI runtime spec (built by spec.py)
+    rootfs/            overlayfs mount while the process runs (unmounted when it stops):
+                       lower = cached image rootfs, upper/ + work/ here
     upper/ work/       overlay layers (the container's writable layer)
     etc/hosts etc/resolv.conf etc/hostname   bind-mounted into the container
     ctr.log            stdout+stderr, CRI "k8s-file" format (see parse_log_line)
     exits/<id>         written by conmon when the process exits: the exit status
     pidfile conmon.pid container init pid, conmon pid
+    ctl winsz          conmon's control FIFOs (``1 ROWS COLS`` resizes a TTY)
+
+conmon's attach socket is ``run_dir/conmon/<id>/attach`` (stdin in, stdout/stderr out).
 
 runc keeps its own state under ``run_dir/runc`` (``--root``), so instances with
 different run dirs never see each other's containers.
@@ -18,7 +22,9 @@ daemonises (its own session, reparented to init), runs ``runc create``, reports
 the pid on a sync pipe and stays as the container's parent: it copies stdio to the
 log and writes the exit status to ``exits/<id>``.  The caller may die at any time
 after ``start()`` returns; the container keeps running and its exit status remains
-readable by ``state()`` from any later process.
+readable by ``state()`` from any later process.  If the caller dies before it has
+read the pid, conmon dies of SIGPIPE and leaves a ``runc init`` behind: ``abort()``
+removes it (the API server's reconciliation calls it).
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import errno
 import json
 import os
 import re
-import resource
 import select
 import shutil
 import signal as signal_mod
@@ -42,6 +47,7 @@ from typing import Any
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..syscalls import mount, umount_detach
 from .images import ImageInfo, ImageStore
+from .spec import BindMount, runtime_spec
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
@@ -49,25 +55,10 @@ CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 ENV_KEY_RE = re.compile(r"^[^=\x00]+$")
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_CAPS = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
-CGROUP_PARENT = "/container-runtime"
 START_TIMEOUT = 60.0
+# conmon writes exits/<id> just after it reaps the process; on a loaded machine that can
+# take seconds, so state() waits for it as long as conmon lives (bounded by this).
+EXIT_FILE_TIMEOUT = 60.0
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
@@ -311,157 +302,6 @@ class OciRuntime:
         when = datetime.fromtimestamp(mtime, UTC).isoformat().replace("+00:00", "Z")
         return code, when
 
-    def _user(self, rootfs: Path, user: str) -> dict[str, Any]:
-        if not user:
-            return {"uid": 0, "gid": 0}
-        name, _, group = user.partition(":")
-
-        def lookup(file: str, key: str) -> int:
-            if key.isdigit():
-                return int(key)
-            try:
-                for line in (rootfs / "etc" / file).read_text().splitlines():
-                    parts = line.split(":")
-                    if len(parts) > 3 and parts[0] == key:
-                        return int(parts[2])
-            except (FileNotFoundError, ValueError):
-                pass
-            raise InvalidArgument(f"user or group {key!r} not found in the image's /etc/{file}")
-
-        uid = lookup("passwd", name)
-        gid = 0
-        if group:
-            gid = lookup("group", group)
-        elif not name.isdigit():
-            for line in (rootfs / "etc" / "passwd").read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) > 3 and parts[0] == name and parts[3].isdigit():
-                    gid = int(parts[3])
-        return {"uid": uid, "gid": gid}
-
-    def _spec(
-        self,
-        container_id: str,
-        f: _Files,
-        process: ProcessSpec,
-        hostname: str,
-        netns_path: str | None,
-    ) -> dict[str, Any]:
-        env = list(process.env)
-        keys = {e.partition("=")[0] for e in env}
-        if "PATH" not in keys:
-            env.insert(0, DEFAULT_PATH)
-        if "HOSTNAME" not in keys:
-            env.append(f"HOSTNAME={hostname}")
-        if process.terminal and "TERM" not in keys:
-            env.append("TERM=xterm")
-        netns: dict[str, str] = {"type": "network"}
-        if netns_path:
-            netns["path"] = netns_path
-        nosd = ["nosuid", "noexec", "nodev"]
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nofile = 1048576 if hard == resource.RLIM_INFINITY else min(hard, 1048576)
-        return {
-            "ociVersion": "1.0.2-dev",
-            "process": {
-                "terminal": process.terminal,
-                "user": self._user(f.rootfs, process.user),
-                "args": list(process.args),
-                "env": env,
-                "cwd": process.cwd,
-                "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted")},
-                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-                "noNewPrivileges": False,
-            },
-            "root": {"path": str(f.rootfs), "readonly": False},
-            "hostname": hostname,
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {
-                    "destination": "/dev",
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-                },
-                {
-                    "destination": "/dev/pts",
-                    "type": "devpts",
-                    "source": "devpts",
-                    "options": [
-                        "nosuid",
-                        "noexec",
-                        "newinstance",
-                        "ptmxmode=0666",
-                        "mode=0620",
-                        "gid=5",
-                    ],
-                },
-                {
-                    "destination": "/dev/shm",
-                    "type": "tmpfs",
-                    "source": "shm",
-                    "options": [*nosd, "mode=1777", "size=65536k"],
-                },
-                {
-                    "destination": "/dev/mqueue",
-                    "type": "mqueue",
-                    "source": "mqueue",
-                    "options": nosd,
-                },
-                {
-                    "destination": "/sys",
-                    "type": "sysfs",
-                    "source": "sysfs",
-                    "options": [*nosd, "ro"],
-                },
-                {
-                    "destination": "/sys/fs/cgroup",
-                    "type": "cgroup",
-                    "source": "cgroup",
-                    "options": [*nosd, "relatime", "ro"],
-                },
-                *(
-                    {
-                        "destination": f"/etc/{name}",
-                        "type": "bind",
-                        "source": str(f.etc / name),
-                        "options": ["rbind", "rprivate"],
-                    }
-                    for name in ("hosts", "resolv.conf", "hostname")
-                ),
-            ],
-            "linux": {
-                "cgroupsPath": f"{CGROUP_PARENT}/{container_id}",
-                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-                "namespaces": [
-                    {"type": "pid"},
-                    netns,
-                    {"type": "ipc"},
-                    {"type": "uts"},
-                    {"type": "mount"},
-                ],
-                "maskedPaths": [
-                    "/proc/acpi",
-                    "/proc/asound",
-                    "/proc/kcore",
-                    "/proc/keys",
-                    "/proc/latency_stats",
-                    "/proc/timer_list",
-                    "/proc/timer_stats",
-                    "/proc/sched_debug",
-                    "/sys/firmware",
-                    "/proc/scsi",
-                ],
-                "readonlyPaths": [
-                    "/proc/bus",
-                    "/proc/fs",
-                    "/proc/irq",
-                    "/proc/sys",
-                    "/proc/sysrq-trigger",
-                ],
-            },
-        }
-
     def _ensure_rootfs(self, f: _Files) -> None:
         if os.path.ismount(f.rootfs):
             return
@@ -496,6 +336,8 @@ class OciRuntime:
         netns_path: str | None,
         hosts: str,
         resolv_conf: str,
+        volumes: Sequence[BindMount] = (),
+        init: bool = False,
     ) -> Path:
         """Write the bundle and mount its rootfs (overlay on the cached image rootfs)."""
         f = self._files(container_id)
@@ -516,7 +358,9 @@ class OciRuntime:
             (f.etc / "resolv.conf").write_text(resolv_conf)
             (f.etc / "hostname").write_text(short + "\n")
             _mount_overlay(lower, f.upper, f.work, f.rootfs)
-            spec = self._spec(container_id, f, process, short, netns_path)
+            spec = runtime_spec(
+                container_id, f.rootfs, f.etc, process, short, netns_path, volumes, init
+            )
             tmp = f.bundle / ".config.json.tmp"
             tmp.write_text(json.dumps(spec, indent=1))
             tmp.rename(f.config)
@@ -537,8 +381,12 @@ class OciRuntime:
                     fh.truncate(0)
                     fh.write(text)
 
-    def start(self, container_id: str) -> int:
-        """Start the container detached under conmon; returns the container's pid."""
+    def start(self, container_id: str, stdin: bool = False, begin: bool = True) -> int:
+        """Start the container detached under conmon; returns the container's pid.
+
+        ``stdin``: conmon keeps a pipe (or the TTY) for stdin, fed through the attach
+        socket.  ``begin=False`` stops after `runc create` (the process exists but has
+        not run a single instruction): a client attaches first, then ``resume()``."""
         f = self._files(container_id)
         if not f.config.exists():
             raise NotFound(f"container {container_id} not found")
@@ -588,6 +436,8 @@ class OciRuntime:
         ]
         if json.loads(f.config.read_text())["process"].get("terminal"):
             argv.append("-t")
+        if stdin:
+            argv.append("-i")
         read_fd, write_fd = os.pipe()
         line = b""
         try:
@@ -634,11 +484,77 @@ class OciRuntime:
             detail = _clean(detail)
             self._cleanup_failed_start(container_id, f)
             raise ContainerError(f"starting container {container_id} failed: {detail}")
+        if begin:
+            self.resume(container_id)
+        return pid
+
+    def resume(self, container_id: str) -> None:
+        """`runc start`: let a container made by ``start(begin=False)`` run."""
+        f = self._files(container_id)
         res = self._runc("start", container_id)
         if res.returncode != 0:
             self._cleanup_failed_start(container_id, f)
             raise ContainerError(f"starting container {container_id} failed: {_clean(res.stderr)}")
-        return pid
+
+    def attach_socket(self, container_id: str) -> Path:
+        """conmon's attach socket (SOCK_SEQPACKET): what a client writes goes to the
+        container's stdin; it reads packets of one byte (2 stdout, 3 stderr) + data."""
+        return self.socket_dir / validate_container_id(container_id) / "attach"
+
+    def control_fifo(self, container_id: str) -> Path:
+        """conmon's control FIFO: ``1 ROWS COLS`` resizes the container's TTY."""
+        return self._files(container_id).bundle / "ctl"
+
+    def conmon_alive(self, container_id: str) -> bool:
+        try:
+            pid = int(self._files(container_id).conmon_pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return False
+        return _pid_alive(pid)
+
+    def runc_ids(self) -> list[str]:
+        """Containers runc has state for (under our --root)."""
+        if not self.runc_root.is_dir():
+            return []
+        return sorted(p.name for p in self.runc_root.iterdir() if (p / "state.json").exists())
+
+    def settle(self, container_id: str, timeout: float = 10.0) -> None:
+        """Wait until a `runc create` that conmon is still running has finished (conmon
+        then writes the container's pidfile), so what follows sees its outcome."""
+        f = self._files(container_id)
+        deadline = time.monotonic() + timeout
+        while (
+            not f.pidfile.exists()
+            and self.conmon_alive(container_id)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+
+    def has_started(self, container_id: str) -> bool:
+        """Whether a start got as far as conmon (it writes its pidfile first)."""
+        f = self._files(container_id)
+        return f.conmon_pidfile.exists() or f.pidfile.exists()
+
+    def has_runc_state(self, container_id: str) -> bool:
+        return self._runc_state_file(container_id) is not None
+
+    def abort(self, container_id: str) -> None:
+        """Kill and forget a container's process (whatever runc made of it), keep the
+        bundle: what is left of a start nobody finished."""
+        f = self._files(container_id)
+        if self._runc_state_file(container_id) is not None:
+            self._runc("delete", "--force", container_id)
+        self._wait_conmon(f, 2.0)
+        if f.bundle.exists():
+            _umount(f.rootfs)
+
+    def release_rootfs(self, container_id: str) -> None:
+        """Unmount the rootfs of a container whose process is gone (``start`` mounts it
+        again), so a stopped container holds no mount."""
+        f = self._files(container_id)
+        if self._runc_state_file(container_id) is not None:
+            self._runc("delete", "--force", container_id)
+        _umount(f.rootfs)
 
     def _cleanup_failed_start(self, container_id: str, f: _Files) -> None:
         self._runc("delete", "--force", container_id)
@@ -680,14 +596,17 @@ class OciRuntime:
         if pid > 0 and _pid_alive(pid, str(start) if start is not None else None):
             created = (self.runc_root / container_id / "exec.fifo").exists()
             return ContainerRuntimeState(container_id, "created" if created else "running", pid)
-        # The process is gone; conmon may still be writing the exit file.
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        # The process is gone; conmon writes the exit file once it has reaped it, which
+        # takes a while on a loaded machine: wait as long as conmon lives.
+        deadline = time.monotonic() + EXIT_FILE_TIMEOUT
+        while True:
+            alive = self.conmon_alive(container_id)
             code, when = self._exit_code(f, container_id)
             if code is not None:
                 return ContainerRuntimeState(container_id, "stopped", None, code, when)
+            if not alive or time.monotonic() >= deadline:
+                return ContainerRuntimeState(container_id, "stopped")
             time.sleep(0.01)
-        return ContainerRuntimeState(container_id, "stopped")
 
     def kill(self, container_id: str, signal: int) -> None:
         sig = signal_mod.Signals(signal)  # raises ValueError for unknown numbers
@@ -709,12 +628,12 @@ class OciRuntime:
                 return st
             time.sleep(0.01)
 
-    def stop(self, container_id: str, timeout: float = 10) -> int:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code
+    def stop(self, container_id: str, timeout: float = 10, sig: int = signal_mod.SIGTERM) -> int:
+        """``sig`` (SIGTERM), then SIGKILL after ``timeout`` seconds; returns the exit code
         (128+signal when killed by a signal, -1 if unknown)."""
         st = self.state(container_id)
         if st.pid is not None:  # a live process (running, or created by runc)
-            self._signal_quiet(container_id, signal_mod.SIGTERM)
+            self._signal_quiet(container_id, sig)
             st = self.wait(container_id, timeout)
             if st.status != "stopped":
                 self._signal_quiet(container_id, signal_mod.SIGKILL)
