@@ -43,7 +43,7 @@ def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
                 yield from _parsers(child)
 
 
-@pytest.mark.parametrize("group", ["network", "image", "system"])
+@pytest.mark.parametrize("group", ["network", "image", "system", "run", "create", "exec", "logs"])
 def test_every_option_has_a_one_line_help(group: str) -> None:
     top = build_parser([group])
     commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
