@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.instance import Instance, NetnsPool
+from support.instance import Instance, NetnsPool, assert_refused
 from support.rawhttp import connect, exchange, raise_fd_limit, status_of, threads_of
 
 from container_runtime.client import UnixClient
@@ -234,3 +234,13 @@ def test_keep_alive_still_works_across_requests(system: Instance) -> None:
             data += chunk
     finally:
         sock.close()
+
+
+def test_crlf_in_a_name_never_reaches_the_helper(system: Instance) -> None:
+    """`network detach` with CR/LF in the name: refused in one line by the API server
+    (before, it was decoded and sent on inside the helper's request line)."""
+    pid = system.pid(HELPER)
+    result = system.cli("network", "detach", "default", "--name", "a\r\nHost: x", check=False)
+    assert_refused(result, "control characters")
+    assert normal_request(system, HELPER) < 1.0
+    assert system.pid(HELPER) == pid
