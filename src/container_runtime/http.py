@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import resource
+import select
 import selectors
 import socket
 import threading
@@ -50,8 +51,10 @@ class Limits:
     max_body: int = MAX_BODY
 
 
+LINGER = 0.002  # how long a worker waits for a keep-alive client's next request
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
+_INTERNAL = b'{"error": "internal", "message": "internal error"}'
 _FULL = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -355,19 +358,13 @@ class SelectorHTTPServer:
         """Serve the complete requests in inbuf, one at a time, in order."""
         while conn.inbuf and not (conn.busy or conn.outbuf or conn.close_after or conn.dead):
             try:
-                end = head_end(conn.inbuf, self.limits.max_head)
-                if not end:
-                    break
-                head = parse_request_head(conn.inbuf[:end], self.limits.max_body)
+                taken = self._take(conn)
             except HttpError as exc:
                 self._fail(conn, exc)
                 return
-            total = end + head.length
-            if len(conn.inbuf) < total:
+            if taken is None:
                 break
-            body = bytes(conn.inbuf[end:total])
-            conn.inbuf = conn.inbuf[total:]  # a new buffer: a big body's memory goes back
-            conn.started = time.monotonic()
+            head, body = taken
             close = not head.keep_alive
             if self._pool is not None:
                 conn.busy = True
@@ -376,6 +373,21 @@ class SelectorHTTPServer:
                 return
             self._send(conn, self._answer(conn, head.method, head.target, body, close), close)
         self._update(conn)
+
+    def _take(self, conn: _Connection) -> tuple[Head, bytes] | None:
+        """The next complete request in inbuf, taken out of it; None while incomplete;
+        HttpError if it is malformed (left in inbuf).  Called by the connection's owner."""
+        end = head_end(conn.inbuf, self.limits.max_head)
+        if not end:
+            return None
+        head = parse_request_head(conn.inbuf[:end], self.limits.max_body)
+        total = end + head.length
+        if len(conn.inbuf) < total:
+            return None
+        body = bytes(conn.inbuf[end:total])
+        conn.inbuf = conn.inbuf[total:]  # a new buffer: a big body's memory goes back
+        conn.started = time.monotonic()
+        return head, body
 
     def _send(self, conn: _Connection, data: bytes, close: bool) -> None:
         sent = _send_some(conn.sock, data)
@@ -437,21 +449,61 @@ class SelectorHTTPServer:
 
     def _work(self, conn: _Connection, head: Head, body: bytes, close: bool) -> None:
         """A worker's job: run the handler and send the reply from here, so the client
-        has it without waiting for the selector thread; then hand the connection back."""
-        try:
-            data = self._answer(conn, head.method, head.target, body, close)
-        except BaseException as exc:  # never lose a connection to a bug
-            self.on_error(exc)
-            close = True
-            data = encode_response(500, b'{"error":"internal","message":"internal error"}', True)
-        sent = _send_some(conn.sock, data)
-        if sent < 0:
-            conn.dead = True
-        else:
+        has it without waiting for the selector thread.  A client that sends its next
+        request at once (a keep-alive loop) is served on by the same worker for up to
+        LINGER, as a thread per connection would, sparing two thread hand-offs per call;
+        then the connection goes back to the selector."""
+        while True:
+            try:
+                data = self._answer(conn, head.method, head.target, body, close)
+            except BaseException as exc:  # never lose a connection to a bug
+                self.on_error(exc)
+                close = True
+                data = encode_response(
+                    500, b'{"error":"internal","message":"internal error"}', True
+                )
+            sent = _send_some(conn.sock, data)
+            if sent < 0:
+                conn.dead = True
+                break
             conn.outbuf = data[sent:]
             conn.close_after = conn.close_after or close
+            if conn.outbuf or conn.close_after:
+                break
+            taken = self._linger(conn)
+            if taken is None:
+                break
+            head, body = taken
+            close = not head.keep_alive
         self._done.append(conn)
         self._wake()
+
+    def _linger(self, conn: _Connection) -> tuple[Head, bytes] | None:
+        deadline = time.monotonic() + LINGER
+        poller = select.poll()
+        poller.register(conn.fd, select.POLLIN)
+        while True:
+            try:
+                taken = self._take(conn)
+            except HttpError:
+                return None  # the selector thread answers it
+            if taken is not None:
+                return taken
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                return None
+            try:
+                chunk = conn.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None  # EOF stays readable: the selector thread sees it too
+            if not conn.inbuf:
+                conn.started = time.monotonic()
+            conn.inbuf += chunk
+            conn.last = time.monotonic()
 
     def on_error(self, exc: BaseException) -> None:
         if self._on_error:
