@@ -117,17 +117,24 @@ class UnixClient:
         if sock is None or not reused:
             self.close()
             sock = self._sock = self._connect()
+        delivered = True
         try:
             sock.sendall(message)
         except (BrokenPipeError, ConnectionResetError):
-            # The server closed before taking it all: maybe it answered (413) first.
-            pass
+            # The server closed before taking it all (so no handler ran: ours dispatch
+            # only whole requests); maybe it answered first (413): read that.
+            delivered = False
         try:
             status, body, close = self._read_reply(sock)
         except _Gone as gone:
             self.close()
-            if reused and not gone.received and retry_stale:
+            if reused and not gone.received and (retry_stale or not delivered):
                 raise _StaleConnection() from None
+            if not delivered and not gone.received:
+                raise Unavailable(
+                    f"{self.what} closed the connection before the request was sent; "
+                    "nothing was done: retry once it is back (`container system status`)"
+                ) from None
             raise
         if close:
             self.close()
