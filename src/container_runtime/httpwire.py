@@ -10,6 +10,8 @@ one request per allocation.
 
 from __future__ import annotations
 
+import re  # already loaded by json and argparse: free for the CLI
+
 MAX_HEAD = 16 * 1024  # request line + headers
 MAX_HEADERS = 100
 MAX_BODY = 1 << 20  # a request body; larger ones get 413 before a byte of it is read
@@ -21,6 +23,15 @@ _DIGITS = b"0123456789"
 _VISIBLE = bytes(range(0x21, 0x7F))
 # Header values: visible ASCII, SP, HTAB and obs-text; no CR, LF, NUL or other controls.
 _VALUE_BAD = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])
+
+_T = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_V = rb"[\t\x20-\x7e\x80-\xff]"
+_FIELD = _T + rb":" + _V + rb"*\r\n"
+_REQUEST = re.compile(
+    rb"(" + _T + rb") (/[\x21-\x7e]*) HTTP/1\.([01])\r\n((?:" + _FIELD + rb")*)\r\n"
+)
+_RESPONSE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3}) (" + _V + rb"*)\r\n((?:" + _FIELD + rb")*)\r\n")
+_FIELD_PARTS = re.compile(rb"(" + _T + rb"):[ \t]*(" + _V + rb"*?)[ \t]*\r\n")
 
 REASONS = {
     200: "OK",
@@ -97,11 +108,11 @@ def head_end(buffer: bytes | bytearray, max_head: int = MAX_HEAD) -> int:
     return 0
 
 
-def _headers(lines: list[bytes]) -> tuple[dict[str, str], int]:
+def _split_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """The careful path: header lines one by one, with a precise error for a bad one."""
     if len(lines) > MAX_HEADERS:
         raise HttpError(431, f"more than {MAX_HEADERS} header fields")
-    headers: dict[str, str] = {}
-    length: int | None = None
+    pairs = []
     for line in lines:
         name, colon, value = line.partition(b":")
         if not colon or not is_token(name):
@@ -110,6 +121,17 @@ def _headers(lines: list[bytes]) -> tuple[dict[str, str], int]:
         value = value.strip(b" \t")
         if len(value.translate(None, _VALUE_BAD)) != len(value):
             raise HttpError(400, "control character in a header value")
+        pairs.append((name, value))
+    return pairs
+
+
+def _fields(pairs: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], int]:
+    """Header fields (syntax already checked) as a dict, and the body length."""
+    if len(pairs) > MAX_HEADERS:
+        raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+    headers: dict[str, str] = {}
+    length: int | None = None
+    for name, value in pairs:
         key = name.decode("ascii").lower()
         text = value.decode("latin-1")
         if key == "content-length":
@@ -128,16 +150,43 @@ def _headers(lines: list[bytes]) -> tuple[dict[str, str], int]:
 
 
 def _keep_alive(version: bytes, headers: dict[str, str]) -> bool:
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    connection = headers.get("connection")
+    tokens = {t.strip().lower() for t in connection.split(",")} if connection else set()
     if version == b"HTTP/1.0":
         return "keep-alive" in tokens
     return "close" not in tokens
 
 
 def parse_request_head(data: bytes | bytearray, max_body: int = MAX_BODY) -> Head:
-    """Parse a complete head (as delimited by `head_end`); HttpError if it is not valid."""
-    text = bytes(data).lstrip(b"\r\n")  # RFC 9112 2.2: ignore empty lines before a request
-    size = len(data)
+    """Parse a complete head (as delimited by `head_end`); HttpError if it is not valid.
+
+    One regular expression (C speed) recognises a valid head; only a head it refuses
+    goes through the line-by-line path, which says what is wrong with it."""
+    text = bytes(data)
+    if text[:2] == b"\r\n":
+        text = text.lstrip(b"\r\n")  # RFC 9112 2.2: ignore empty lines before a request
+    match = _REQUEST.fullmatch(text)
+    if match is None:
+        method, target, version, pairs = _request_slow(text)
+    else:
+        method, target, minor, block = match.groups()
+        version = b"HTTP/1." + minor
+        pairs = _FIELD_PARTS.findall(block)
+    headers, length = _fields(pairs)
+    if length > max_body:
+        raise HttpError(413, f"request body of {length} bytes is larger than {max_body}")
+    return Head(
+        method=method.decode("ascii"),
+        target=target.decode("ascii"),
+        status=0,
+        headers=headers,
+        length=length,
+        keep_alive=_keep_alive(version, headers),
+        size=len(data),
+    )
+
+
+def _request_slow(text: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
     lines = text[:-4].split(b"\r\n") if text.endswith(b"\r\n\r\n") else []
     if not lines or not lines[0]:
         raise HttpError(400, "empty request")
@@ -153,31 +202,20 @@ def parse_request_head(data: bytes | bytearray, max_body: int = MAX_BODY) -> Hea
         if version.startswith(b"HTTP/") and len(version) == 8:
             raise HttpError(505, "only HTTP/1.1 is served")
         raise HttpError(400, "malformed HTTP version")
-    headers, length = _headers(lines[1:])
-    if length > max_body:
-        raise HttpError(413, f"request body of {length} bytes is larger than {max_body}")
-    return Head(
-        method=method.decode("ascii"),
-        target=target.decode("ascii"),
-        status=0,
-        headers=headers,
-        length=length,
-        keep_alive=_keep_alive(version, headers),
-        size=size,
-    )
+    return method, target, version, _split_fields(lines[1:])
 
 
 def parse_response_head(data: bytes | bytearray) -> Head:
-    """Parse a complete response head; HttpError(502-like semantics: the caller decides)."""
+    """Parse a complete response head; HttpError if it is not valid."""
     text = bytes(data)
-    lines = text[:-4].split(b"\r\n") if text.endswith(b"\r\n\r\n") else []
-    if not lines:
-        raise HttpError(400, "malformed reply")
-    version, _, rest = lines[0].partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or code.translate(None, _DIGITS):
-        raise HttpError(400, f"malformed status line {lines[0][:60]!r}")
-    headers, length = _headers(lines[1:])
+    match = _RESPONSE.fullmatch(text)
+    if match is None:
+        version, code, reason, pairs = _response_slow(text)
+    else:
+        minor, code, reason, block = match.groups()
+        version = b"HTTP/1." + minor
+        pairs = _FIELD_PARTS.findall(block)
+    headers, length = _fields(pairs)
     if length > MAX_REPLY_BODY:
         raise HttpError(400, f"reply body of {length} bytes is too large")
     return Head(
@@ -189,6 +227,17 @@ def parse_response_head(data: bytes | bytearray) -> Head:
         keep_alive=_keep_alive(version, headers),
         size=len(text),
     )
+
+
+def _response_slow(text: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
+    lines = text[:-4].split(b"\r\n") if text.endswith(b"\r\n\r\n") else []
+    if not lines:
+        raise HttpError(400, "malformed reply")
+    version, _, rest = lines[0].partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or code.translate(None, _DIGITS):
+        raise HttpError(400, f"malformed status line {lines[0][:60]!r}")
+    return version, code, reason, _split_fields(lines[1:])
 
 
 def encode_request(method: str, target: str, body: bytes | None) -> bytes:

@@ -223,3 +223,66 @@ def test_oversized_body_refused_before_it_is_read(server: tuple[Path, SelectorHT
     reply = exchange(path, b"POST /ping HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n" + b"x" * 1000)
     assert status_of(reply) == 413
     assert ping(path) < 1
+
+
+def _outcome(data: bytes) -> object:
+    try:
+        head = parse_request_head(data)
+    except HttpError as exc:
+        return exc.status
+    return (head.method, head.target, head.headers, head.length, head.keep_alive)
+
+
+HEAD_PARTS = st.lists(
+    st.sampled_from(
+        [
+            b"GET",
+            b"POST",
+            b" ",
+            b"/",
+            b"/v1/x",
+            b"HTTP/1.1",
+            b"HTTP/1.0",
+            b"\r\n",
+            b":",
+            b"Content-Length",
+            b"Connection",
+            b"close",
+            b"12",
+            b"-1",
+            b"\t",
+            b"\x00",
+            b"\xff",
+            b"X-A",
+            b"a b",
+            b"\r",
+            b"\n",
+            b"keep-alive",
+            b"Transfer-Encoding",
+        ]
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(HEAD_PARTS)
+def test_fast_path_agrees_with_the_careful_path(parts: list[bytes]) -> None:
+    """The regular expression that recognises valid heads accepts exactly what the
+    line-by-line parser accepts, with the same result."""
+    import re
+
+    from container_runtime import httpwire
+
+    for data in (
+        b"".join(parts) + b"\r\n\r\n",
+        b"GET /x HTTP/1.1\r\n" + b"".join(parts) + b"\r\n\r\n",
+    ):
+        fast = _outcome(data)
+        saved = httpwire._REQUEST
+        httpwire._REQUEST = re.compile(b"(?!)")  # never matches: the careful path only
+        try:
+            careful = _outcome(data)
+        finally:
+            httpwire._REQUEST = saved
+        assert fast == careful, data
