@@ -152,3 +152,30 @@ def test_reply_framing_is_checked(run_dir: Path) -> None:
             client.request("GET", "/v1/ping")
     thread.join()
     listener.close()
+
+
+def test_server_closing_at_once_is_a_clean_error(run_dir: Path) -> None:
+    """A server that accepts and closes without reading (as one being killed does):
+    never `[Errno 32] Broken pipe` or `[Errno 104] Connection reset by peer`."""
+    from container_runtime.errors import Unavailable
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(run_dir / "c.sock"))
+    listener.listen(8)
+
+    def slam() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            conn.close()
+
+    thread = threading.Thread(target=slam, daemon=True)
+    thread.start()
+    for body in ({"big": "x" * 4_000_000}, {"small": 1}):
+        client = UnixClient(run_dir / "c.sock", timeout=5)
+        with pytest.raises(Unavailable) as caught:
+            client.request("POST", "/v1/networks", body)
+        message = caught.value.message
+        assert "Errno" not in message and "\n" not in message, message
+        assert "nothing was done" in message or "may or may not" in message, message
+    thread.join()
+    listener.close()
