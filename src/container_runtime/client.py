@@ -62,8 +62,18 @@ class UnixClient:
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
+        deadline = time.monotonic() + min(self.timeout, 10.0)
         try:
-            sock.connect(str(self.path))
+            while True:
+                try:
+                    sock.connect(str(self.path))
+                    break
+                except BlockingIOError:
+                    # The backlog is full (a Unix connect with a timeout does not wait
+                    # for room): the server is busy accepting, try again shortly.
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.005)
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise Unavailable(
@@ -75,6 +85,11 @@ class UnixClient:
             raise PermissionDenied(
                 f"permission denied on {self.path}: only root or members of the "
                 "container group may use the container system"
+            ) from None
+        except BlockingIOError:
+            sock.close()
+            raise Unavailable(
+                f"{self.what} at {self.path} is too busy to accept a connection; retry"
             ) from None
         except OSError as exc:
             sock.close()

@@ -13,9 +13,6 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import os
-import queue
-import resource
 import select
 import selectors
 import socket
@@ -27,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .httproute import Handler, Request, Router, dispatch
+from .httpsupport import WorkerPool, listen, raise_fd_limit
 from .httpwire import (
     MAX_BODY,
     MAX_HEAD,
@@ -89,68 +87,6 @@ class _Connection:
         self.events = 0
 
 
-class _Pool:
-    """Daemon worker threads, started on demand up to `size` (they must not hold up
-    the process's exit while a long handler runs)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.threads = 0
-        self.idle = 0
-        self.pending = 0
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self.lock:
-            self.pending += 1
-            spawn = self.pending > self.idle and self.threads < self.size
-            if spawn:
-                self.threads += 1
-        self.jobs.put(job)
-        if spawn:
-            threading.Thread(target=self._run, name="http-worker", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            with self.lock:
-                self.idle += 1
-            job = self.jobs.get()
-            with self.lock:
-                self.idle -= 1
-                self.pending -= 1
-            job()
-
-
-def _raise_fd_limit(wanted: int) -> int:
-    """Lift the soft RLIMIT_NOFILE towards the hard one; the connections we can hold."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
-
-
-def _temporary_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    return tmp
-
-
-def _publish(tmp: Path, path: Path, mode: int, gid: int | None) -> None:
-    """Set the listening socket's access, then rename it into place: a client never sees
-    a socket that is not listening yet, or one with the wrong permissions."""
-    os.chmod(tmp, mode)
-    if gid is not None:
-        os.chown(tmp, 0, gid)
-    os.replace(tmp, path)
-
-
 class SelectorHTTPServer:
     def __init__(
         self,
@@ -169,9 +105,9 @@ class SelectorHTTPServer:
         self._on_error = on_error
         self.limits = limits or Limits()
         # Each connection is one descriptor; keep half the limit for everything else.
-        fds = _raise_fd_limit(self.limits.max_connections * 2 + 256)
+        fds = raise_fd_limit(self.limits.max_connections * 2 + 256)
         self.max_connections = max(16, min(self.limits.max_connections, (fds - 128) // 2))
-        self._pool = _Pool(workers) if workers > 0 else None
+        self._pool = WorkerPool(workers) if workers > 0 else None
         self._done: deque[_Connection] = deque()
         self._conns: OrderedDict[int, _Connection] = OrderedDict()  # least recently active first
         self._stop = threading.Event()
@@ -180,12 +116,7 @@ class SelectorHTTPServer:
         self._wake_w.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._accept_paused_until = 0.0
-        tmp = _temporary_path(path)
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.socket.bind(str(tmp))
-        self.socket.listen(1024)
-        _publish(tmp, path, mode, allowed_gid)
-        self.socket.setblocking(False)
+        self.socket = listen(path, mode, allowed_gid)
 
     # -- life cycle -------------------------------------------------------------------
 
