@@ -31,6 +31,16 @@ def quote(segment: str) -> str:
     return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in segment)
 
 
+def _encode_loose(path: str) -> str:
+    """Percent-encode spaces and non-ASCII left in a path (a name put in unquoted);
+    control characters are left for encode_request to refuse: they are never a name."""
+    if path.isascii() and " " not in path:
+        return path
+    return "".join(
+        "".join(f"%{b:02X}" for b in c.encode()) if c == " " or not c.isascii() else c for c in path
+    )
+
+
 class _Gone(Exception):
     """The connection ended before a whole reply; `received` says if any of it came."""
 
@@ -168,7 +178,7 @@ class UnixClient:
         with characters that cannot go on a request line)."""
         data = None if body is None else json.dumps(body).encode()
         try:
-            message = encode_request(method, path, data)
+            message = encode_request(method, _encode_loose(path), data)
         except ValueError as exc:
             raise InvalidArgument(f"refusing to send the request: {exc}") from None
         if idempotent is None:

@@ -119,7 +119,7 @@ def test_client_refuses_control_characters_and_sends_nothing(run_dir: Path) -> N
     listener.listen(8)
     listener.setblocking(False)
     client = UnixClient(run_dir / "l.sock", timeout=2)
-    for path in ("/v1/networks/a\r\nHost: x", "/v1/a b", "/v1/\x00", "/v1/é", "v1/relative"):
+    for path in ("/v1/networks/a\r\nHost: x", "/v1/a\tb", "/v1/\x00", "/v1/\x7f", "v1/relative"):
         with pytest.raises(InvalidArgument, match="refusing to send"):
             client.request("GET", path)
     with pytest.raises(InvalidArgument, match="invalid method"):
@@ -127,6 +127,16 @@ def test_client_refuses_control_characters_and_sends_nothing(run_dir: Path) -> N
     with pytest.raises(BlockingIOError):
         listener.accept()  # no connection was even made
     listener.close()
+
+
+def test_spaces_and_non_ascii_left_in_a_path_are_percent_encoded(
+    served: tuple[Path, Router],
+) -> None:
+    path, router = served
+    router.add("GET", "/n/{name}", lambda req: (200, {"name": req.params["name"]}))
+    client = UnixClient(path)
+    for name in ("a b", "é", "名前 x"):
+        assert client.request("GET", f"/n/{name}") == {"name": name}
 
 
 def test_reply_framing_is_checked(run_dir: Path) -> None:
