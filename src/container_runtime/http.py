@@ -62,6 +62,7 @@ class _Connection:
         "fd",
         "peer",
         "inbuf",
+        "scanned",
         "outbuf",
         "busy",
         "dead",
@@ -77,6 +78,7 @@ class _Connection:
         self.fd = sock.fileno()
         self.peer = peer
         self.inbuf = bytearray()
+        self.scanned = 0  # bytes of inbuf searched for the end of a head
         self.outbuf = b""
         self.busy = False  # a worker owns it: the selector thread keeps its hands off
         self.dead = False  # a send failed in a worker
@@ -308,8 +310,9 @@ class SelectorHTTPServer:
     def _take(self, conn: _Connection) -> tuple[Head, bytes] | None:
         """The next complete request in inbuf, taken out of it; None while incomplete;
         HttpError if it is malformed (left in inbuf).  Called by the connection's owner."""
-        end = head_end(conn.inbuf, self.limits.max_head)
+        end = head_end(conn.inbuf, self.limits.max_head, conn.scanned)
         if not end:
+            conn.scanned = len(conn.inbuf)
             return None
         head = parse_request_head(conn.inbuf[:end], self.limits.max_body)
         total = end + head.length
@@ -317,6 +320,7 @@ class SelectorHTTPServer:
             return None
         body = bytes(conn.inbuf[end:total])
         conn.inbuf = conn.inbuf[total:]  # a new buffer: a big body's memory goes back
+        conn.scanned = 0
         conn.started = time.monotonic()
         return head, body
 
@@ -344,6 +348,7 @@ class SelectorHTTPServer:
     def _fail(self, conn: _Connection, exc: HttpError) -> None:
         """Answer a message we cannot serve, then close: its framing cannot be trusted."""
         conn.inbuf = bytearray()
+        conn.scanned = 0
         body = json.dumps({"error": "invalid_argument", "message": exc.message}).encode()
         self._send(conn, encode_response(exc.status, body, close=True), True)
         self._update(conn)

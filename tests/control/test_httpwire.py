@@ -286,3 +286,44 @@ def test_fast_path_agrees_with_the_careful_path(parts: list[bytes]) -> None:
         finally:
             httpwire._REQUEST = saved
         assert fast == careful, data
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b" " * 16000, b"a" + b" " * 16000 + b"a", b" \t" * 8000 + b"a", b"a " * 8000, b"\x80" * 16000],
+)
+def test_parsing_time_is_linear_in_the_head(value: bytes) -> None:
+    """No input of the largest accepted size makes the parser backtrack (a lazy pattern
+    once took 0.85 s on a value of blanks, all that time in the helper's one thread)."""
+    for data in (
+        b"GET / HTTP/1.1\r\nX: " + value[: MAX_HEAD - 40] + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: " + value[: MAX_HEAD - 40] + b"\x01\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 90 + b"X:" + value[:8000] + b"\r\n\r\n",
+    ):
+        started = time.perf_counter()
+        try:
+            parse(data)
+        except HttpError:
+            pass
+        assert time.perf_counter() - started < 0.05, data[:60]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pad=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"X: a", b"\r\n\r"]), max_size=12),
+    cuts=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=40),
+)
+def test_incremental_search_finds_the_same_end(pad: list[bytes], cuts: list[int]) -> None:
+    """A head arriving in pieces (searched from where the last search stopped) ends
+    where a search of the whole finds it, however the pieces fall on the CR LF CR LF."""
+    data = b"GET / HTTP/1.1\r\n" + b"".join(pad) + b"\r\n\r\nbody"
+    whole = head_end(data)
+    buffer, scanned, found, position = b"", 0, 0, 0
+    pieces = iter(cuts * len(data))  # enough pieces to deliver it all
+    while not found and position < len(data):
+        cut = next(pieces)
+        buffer += data[position : position + cut]
+        position += cut
+        found = head_end(buffer, MAX_HEAD, scanned)
+        scanned = len(buffer)
+    assert found == whole
