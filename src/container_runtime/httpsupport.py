@@ -42,7 +42,10 @@ class WorkerPool:
             with self.lock:
                 self.idle -= 1
                 self.pending -= 1
-            job()
+            try:
+                job()
+            except BaseException:  # a worker must outlive any job (_work reports its own)
+                pass
 
 
 def raise_fd_limit(wanted: int) -> int:
