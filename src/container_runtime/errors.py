@@ -49,6 +49,24 @@ class Unavailable(ContainerError):
     kind = "unavailable"
 
 
+class Interrupted(Unavailable):
+    """The server went away after the request was sent and before its reply."""
+
+    kind = "interrupted"
+
+
+class DatabaseLocked(Unavailable):
+    """The state database stayed locked by another writer past the wait."""
+
+    kind = "database_locked"
+
+
+class ConcurrentChange(Conflict):
+    """A constraint of the state database refused a change another request raced."""
+
+    kind = "concurrent_change"
+
+
 class ConfigError(ContainerError):
     status = 500
     kind = "config"
@@ -64,6 +82,9 @@ _BY_KIND: dict[str, type[ContainerError]] = {
         Conflict,
         Exhausted,
         Unavailable,
+        Interrupted,
+        DatabaseLocked,
+        ConcurrentChange,
         ConfigError,
     )
 }

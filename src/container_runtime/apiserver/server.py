@@ -6,7 +6,6 @@ containers tables and supervises the network helper of every plugin in use.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import signal
@@ -21,15 +20,18 @@ from ..config import Config, load_config
 from ..daemon import InstanceLock, read_pidfile, setup_logging, write_pidfile
 from ..dns import notify_dns
 from ..errors import ConfigError, ContainerError, InvalidArgument
-from ..http import Request, Router, UnixHTTPServer
+from ..http import Request, Router, SelectorHTTPServer
 from ..network.plugins import find_plugin
 from ..paths import Paths
+from ..peercred import access_group
 from ..state import Database
 from .containers import ContainerService, register_routes
 from .dns import register_routes as register_dns_routes
 from .helpers import HelperClient
 from .networks import NetworkService
 from .supervisor import SupervisedProcess, Supervisor
+
+API_WORKERS = 64  # handlers running at once; further requests wait for one
 
 
 class ApiServer:
@@ -181,13 +183,6 @@ def _body(req: Request) -> dict[str, Any]:
     return req.body
 
 
-def _container_gid() -> int | None:
-    try:
-        return grp.getgrnam("container").gr_gid
-    except KeyError:
-        return None
-
-
 def main() -> None:
     logger = setup_logging("container-apiserver")
     paths = Paths.from_env()
@@ -210,12 +205,16 @@ def main() -> None:
         logger.error(f"Error: {exc.message}")
         api.stop()
         sys.exit(1)
-    server = UnixHTTPServer(
+    # A selector thread owns the connections (idle, slow and non-reading clients are
+    # timed out, at most Limits.max_connections are held); handlers, which may block
+    # for long (a run, a pull), run on a bounded pool of workers.
+    server = SelectorHTTPServer(
         paths.api_socket,
         build_router(api),
         mode=0o660,
-        allowed_gid=_container_gid(),
+        allowed_gid=access_group(),
         on_error=lambda exc: logger.exception("internal error", exc_info=exc),
+        workers=API_WORKERS,
     )
     write_pidfile(paths.api_pidfile)
     stopping = threading.Event()

@@ -7,22 +7,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..client import UnixClient
+from ..client import UnixClient, quote
 from ..errors import ContainerError
 from .output import dumps
 
-_SAFE = frozenset("-._~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+__all__ = ["api", "for_each", "inspect_each", "quote"]
 
 
 def api(timeout: float = 120.0) -> UnixClient:
     # The same path as paths.Paths.api_socket, without importing pathlib (start-up time).
     run_dir = os.environ.get("CONTAINER_RUN_DIR", "/run/container")
     return UnixClient(os.path.join(run_dir, "apiserver.sock"), timeout=timeout)
-
-
-def quote(segment: str) -> str:
-    """Percent-encode a URL path segment (names are validated by the server)."""
-    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in segment)
 
 
 def for_each(names: list[str], action: Callable[[str], Any]) -> int:
