@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Unavailable
+from .errors import DatabaseLocked, Unavailable
 
 # Long enough for any of our own transactions (milliseconds each), short enough that a
 # lock held by a stuck or foreign process is reported instead of waited on.
@@ -152,7 +152,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class StateUnavailable(Unavailable):
-    """The state database is locked by another process, or cannot be written."""
+    """The state database cannot be written (its locked case is errors.DatabaseLocked)."""
 
 
 _LOCKED = ("database is locked", "database table is locked", "database is busy")
@@ -175,7 +175,7 @@ def is_state_error(exc: sqlite3.Error) -> bool:
     return any(m in text for m in _LOCKED + _UNWRITABLE)
 
 
-def unavailable(path: Path, exc: sqlite3.Error) -> StateUnavailable:
+def unavailable(path: Path, exc: sqlite3.Error) -> Unavailable:
     """The user-facing error for a locked or unwritable database."""
     text = str(exc).lower()
     if any(m in text for m in _LOCKED):
@@ -185,7 +185,7 @@ def unavailable(path: Path, exc: sqlite3.Error) -> StateUnavailable:
         else:
             users = open_by(path)
             who = ("pid unknown; open in pid " + ", ".join(map(str, users))) if users else ""
-        return StateUnavailable(
+        return DatabaseLocked(
             f"state database {path} is locked by another process"
             f"{f' ({who})' if who else ''}; gave up after {BUSY_TIMEOUT:.0f} s"
         )
@@ -283,7 +283,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT (write lock taken up front, so no upgrade deadlocks).
 
     A lock not granted within BUSY_TIMEOUT, or a database that cannot be written, raises
-    StateUnavailable (nothing was changed)."""
+    DatabaseLocked or StateUnavailable (nothing was changed)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
