@@ -342,6 +342,8 @@ class ContainerService:
                     return self.get(cid)
                 raise Conflict(f"container {name} is already running")
             cfg = json.loads(row["config"])
+            # A name taken meanwhile is a refusal: the container stays as it was.
+            self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
             try:
                 self._start_locked(cid, name, row["image"], cfg, attach)
             except BaseException:
