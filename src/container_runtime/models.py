@@ -29,7 +29,11 @@ MIN_MTU = 1280
 MAX_MTU = 65535
 IPV4_PREFIX_RANGE = (8, 29)
 IPV6_PREFIX_RANGE = (64, 120)
-BRIDGE_OPTIONS = {"variant": ("shared", "isolated")}
+BRIDGE_OPTIONS = {
+    "variant": ("shared", "isolated"),
+    "spoofcheck": ("on", "off"),  # anti-spoofing on member ports (docs/NETWORKING.md)
+    "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
+}
 ATTACHMENT_PROPERTIES = ("mac", "mtu")
 
 

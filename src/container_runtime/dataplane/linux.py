@@ -23,8 +23,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import Conflict, ContainerError, InvalidArgument
 from ..models import Attachment, NetworkConfiguration
-from . import names, nsutil, rtnl
-from .firewall import Nft, PortForward, build_ruleset, element_script
+from . import antispoof, names, nsutil, rtnl
+from .antispoof import GuardedPort
+from .firewall import Nft, PortForward, build_ruleset, element_script, layout
 
 IFA_F_NODAD = 0x02
 TUNSETIFF = 0x400454CA
@@ -60,6 +61,7 @@ class LinuxDataPlane:
         self._ipr = IPRoute()
         self._rtnl = rtnl.Rtnl()  # hot path: batched requests
         self._nft: Nft | None = None
+        self._layout: str | None = None  # our tables as last written (None: never written)
         self._bridge_index: dict[str, int] = {}
         self._shared_dir_done = False
         # Background deletion of veths/TAPs (kernel RCU waits cost ~30 ms each).
@@ -148,6 +150,7 @@ class LinuxDataPlane:
                 if mtu is not None and link.get_attr("IFLA_MTU") != mtu:
                     self._ipr.link("set", index=index, mtu=mtu)
                 self._sync_addresses(index, config)
+                self._rtnl.batch([rtnl.bridge_no_linklocal_learn(index)])
                 # Lets the host reach published ports on 127.0.0.1 (DNAT to a member).
                 _write_sysctl(_sysctl_path("ipv4", "conf", name, "route_localnet"), "1")
                 self._ipr.link("set", index=index, state="up")
@@ -214,11 +217,34 @@ class LinuxDataPlane:
         self,
         networks: list[tuple[NetworkConfiguration, str]],
         port_forwards: list[PortForward],
+        guarded: list[GuardedPort] | None = None,
     ) -> None:
-        """Replace table inet container in one atomic batch; with nothing to hold, remove it."""
-        script = build_ruleset(networks, port_forwards)
+        """Replace our tables in one atomic batch; with nothing to hold, remove them."""
+        script = build_ruleset(networks, port_forwards, guarded or ())
         with self._lock:
             self._firewall().run(script)
+            self._layout = layout(self._firewall())
+
+    def firewall_intact(self) -> bool:
+        """False when our tables no longer look as we wrote them (someone flushed the
+        ruleset, deleted a table, chain or rule). Cheap: set elements are not listed."""
+        with self._lock:
+            if self._layout is None:
+                return True
+            return layout(self._firewall()) == self._layout
+
+    def guard_port(self, port: GuardedPort) -> None:
+        """Let one attachment's port send from its own MAC and addresses only (before the
+        port exists: its first frame is already checked)."""
+        with self._lock:
+            self._firewall().run(antispoof.element_script("add", port))
+
+    def unguard_port(self, port: GuardedPort) -> None:
+        with self._lock:
+            try:
+                self._firewall().run(antispoof.element_script("delete", port))
+            except ContainerError:
+                pass  # already gone (a full rebuild ran in between): idempotent
 
     def add_port_forwards(self, port_forwards: list[PortForward]) -> None:
         """Add map elements to the existing table (after a sync_firewall); one batch."""

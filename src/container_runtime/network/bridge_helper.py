@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from ..config import load_config
@@ -29,6 +30,7 @@ from ..state import Database
 from .allocator import Allocator
 
 PLUGIN = "bridge"
+WATCH_INTERVAL = 0.5  # s between checks that our nft tables are still there
 VERSION = "0.1.0"
 log = logging.getLogger("container-network-bridge")
 
@@ -70,10 +72,34 @@ class BridgeHelper:
         return [c for c in configs if c.plugin == PLUGIN]
 
     def sync_firewall(self) -> None:
-        networks = [(c, self.dataplane.bridge_name(c.name)) for c in self.all_networks()]
-        forwards = self.port_forward_rows()
+        # Read inside the lock: an attach that adds its port's elements after this read
+        # must not be overwritten by a rebuild from an older read.
         with self.firewall_lock:
-            self.dataplane.sync_firewall(networks, forwards)
+            configs = self.all_networks()
+            networks = [(c, self.dataplane.bridge_name(c.name)) for c in configs]
+            guarded_networks = {c.name for c in configs if spoofcheck(c)}
+            guarded = [
+                port
+                for att in self.allocator.list()
+                if att.network in guarded_networks and (port := guarded_port(att)) is not None
+            ]
+            self.dataplane.sync_firewall(networks, self.port_forward_rows(), guarded)
+
+    def watch_firewall(self, stop: threading.Event, interval: float = WATCH_INTERVAL) -> None:
+        """Put our nft tables back when someone flushed or deleted them (checked every
+        `interval` s; a check lists our tables without their elements: ~0.2 ms)."""
+        while not stop.wait(interval):
+            try:
+                if self.dataplane.firewall_intact():
+                    continue
+                began = time.monotonic()
+                self.sync_firewall()
+                log.warning(
+                    "container-network-bridge: our nftables tables were changed or removed by"
+                    f" someone else; restored in {(time.monotonic() - began) * 1000:.0f} ms"
+                )
+            except Exception as exc:  # noqa: BLE001 - the watcher must keep watching
+                log.error(f"container-network-bridge: cannot restore the firewall: {exc}")
 
     def create_network(self, config: NetworkConfiguration) -> str:
         self.configs.pop(config.name, None)
@@ -108,7 +134,11 @@ class BridgeHelper:
             return attachment
         if not created and self.allocator.host_ifname(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
+        port = guarded_port(attachment) if spoofcheck(config) else None
         try:
+            if port is not None:  # before the link exists: its first frame is checked
+                with self.firewall_lock:
+                    self.dataplane.guard_port(port)
             host_ifname = self.dataplane.attach(
                 attachment,
                 self.dataplane.bridge_name(config.name),
@@ -119,6 +149,9 @@ class BridgeHelper:
             )
         except BaseException:
             self.allocator.release(config.name, request.owner)
+            if port is not None:
+                with self.firewall_lock:
+                    self.dataplane.unguard_port(port)
             raise
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
         return attachment
@@ -128,6 +161,10 @@ class BridgeHelper:
         attachment = self.allocator.release(network, owner)  # committed before the kernel work
         if host_ifname:
             self.dataplane.detach(host_ifname)
+        port = guarded_port(attachment)
+        if port is not None:
+            with self.firewall_lock:
+                self.dataplane.unguard_port(port)
         return attachment
 
     # -- sandboxes (a container's network namespace) --------------------------------------
@@ -333,6 +370,25 @@ def build_router(helper: BridgeHelper) -> Router:
     return router
 
 
+def spoofcheck(config: NetworkConfiguration) -> bool:
+    """Anti-spoofing is on unless the network was created with `--option spoofcheck=off`."""
+    return config.options.get("spoofcheck", "on") != "off"
+
+
+def guarded_port(attachment: Attachment) -> Any:
+    """The anti-spoofing entry of an attachment that has a host port, else None."""
+    from ..dataplane.antispoof import GuardedPort
+    from ..dataplane.names import host_ifname
+
+    if not attachment.strategy:
+        return None  # allocation only: no port of ours
+    ifname = host_ifname(
+        attachment.strategy, attachment.network, attachment.owner, attachment.interface
+    )
+    v6 = attachment.ipv6_address.ip if attachment.ipv6_address is not None else None
+    return GuardedPort(ifname, attachment.mac_address, attachment.address.ip, v6)
+
+
 def port_in_use(protocol: str, port: int, host_ip: str) -> bool:
     """Whether a socket of this host (namespace) is bound to the port: try to bind it."""
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
@@ -376,11 +432,16 @@ def main() -> None:
         on_error=lambda exc: log_.exception("internal error", exc_info=exc),
     )
     write_pidfile(paths.helper_pidfile(PLUGIN))
+    stop_watch = threading.Event()
+    threading.Thread(
+        target=helper.watch_firewall, args=(stop_watch,), name="firewall-watch", daemon=True
+    ).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log_.info(f"container-network-bridge: serving on {paths.helper_socket(PLUGIN)}")
     try:
         server.serve_forever()
     finally:
+        stop_watch.set()
         server.server_close()
         paths.helper_socket(PLUGIN).unlink(missing_ok=True)
         paths.helper_pidfile(PLUGIN).unlink(missing_ok=True)

@@ -1,0 +1,184 @@
+"""The firewall against hostile members, through the daemons, with forged packets:
+no way into the host's loopback services, no spoofed source IP or MAC, no ARP poisoning,
+no FDB move, and our tables put back when someone flushes them.
+
+Members are namespaces this test made, attached with `network attach`; they send as a
+container with CAP_NET_RAW can (raw frames, changed addresses).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from support import frames
+from support.instance import Instance, NetnsPool
+
+from container_runtime.dataplane import names
+
+
+def member(inst: Instance, pool: NetnsPool, network: str, name: str) -> tuple[str, str, str]:
+    """(namespace, IPv4 address, MAC) of a new bare attachment."""
+    ns = pool.create("m")
+    att = inst.cli("network", "attach", network, "--name", name, "--netns", ns).json()
+    return ns, str(att["address"]).split("/")[0], str(att["macAddress"])
+
+
+def ping(pool: NetnsPool, ns: str, addr: str) -> bool:
+    result = pool.exec(ns, ["ping", "-c1", "-i0.2", "-w2", "-q", addr], check=False)
+    return result.returncode == 0
+
+
+def our_table_present(inst: Instance) -> bool:
+    tables = inst.nft_tables()
+    return "table inet container" in tables and "table bridge container" in tables
+
+
+def test_members_cannot_reach_the_hosts_loopback_services(
+    instance: Instance, netns_pool: NetnsPool
+) -> None:
+    inst, pool = instance, netns_pool
+    inst.cli("network", "create", "lo1", "--subnet", "10.95.0.0/24")
+    ns, ip, mac = member(inst, pool, "lo1", "m")
+    gateway_mac = names.bridge_mac("lo1")
+    # A loopback-only service of the host (like the DNS server's 127.0.0.1:2053).
+    service = frames.ns_socket(inst.netns, socket.AF_INET, socket.SOCK_DGRAM)
+    with service:
+        service.bind(("127.0.0.1", 5999))
+        to_gateway = frames.ipv4_udp(ip, "10.95.0.1", 4000, 5999, b"via-gateway")
+        to_loopback = frames.ipv4_udp(ip, "127.0.0.1", 4000, 5999, b"via-loopback")
+        frames.send(
+            ns,
+            "eth0",
+            [frames.ethernet(gateway_mac, mac, frames.ETH_P_IP, p) for p in (to_loopback,)],
+        )
+        assert frames.udp_received(service) == [], "a member reached 127.0.0.1 on the host"
+    # The frame itself was fine: the same frame to a service on the gateway arrives.
+    on_gateway = frames.ns_socket(inst.netns, socket.AF_INET, socket.SOCK_DGRAM)
+    with on_gateway:
+        on_gateway.bind(("10.95.0.1", 5999))
+        frames.send(ns, "eth0", [frames.ethernet(gateway_mac, mac, frames.ETH_P_IP, to_gateway)])
+        assert (b"via-gateway", ip) in frames.udp_received(on_gateway)
+
+
+def test_spoofed_addresses_are_dropped_and_honest_members_still_work(
+    instance: Instance, netns_pool: NetnsPool
+) -> None:
+    inst, pool = instance, netns_pool
+    inst.cli("network", "create", "sp", "--subnet", "10.96.0.0/24")
+    inst.cli("network", "create", "other", "--subnet", "10.97.0.0/24")
+    a_ns, a_ip, a_mac = member(inst, pool, "sp", "a")
+    b_ns, b_ip, b_mac = member(inst, pool, "sp", "b")
+    s_ns, s_ip, s_mac = member(inst, pool, "sp", "s")
+    _o_ns, o_ip, _o_mac = member(inst, pool, "other", "o")
+    bridge = names.bridge_name("sp")
+    assert ping(pool, s_ns, b_ip) and ping(pool, a_ns, b_ip)
+    assert ping(pool, s_ns, "10.96.0.1")  # the host learns s's and a's MACs
+    inst.sh("ping", "-c1", "-W2", a_ip)
+
+    # Forged UDP sources (a neighbour's address, another network's member) never arrive;
+    # the same datagram from the sender's own address does.
+    listener = frames.ns_socket(b_ns, socket.AF_INET, socket.SOCK_DGRAM)
+    with listener:
+        listener.bind((b_ip, 6000))
+        forged = [
+            frames.ethernet(b_mac, s_mac, frames.ETH_P_IP, frames.ipv4_udp(src, b_ip, 1, 6000, t))
+            for src, t in ((a_ip, b"as-a"), (o_ip, b"as-other"), (s_ip, b"honest"))
+        ]
+        frames.send(s_ns, "eth0", forged)
+        got = {payload for payload, _ in frames.udp_received(listener)}
+        assert got == {b"honest"}, got
+
+    # A forged ARP reply "a's IP is at s's MAC" does not poison the host's neighbour entry.
+    frames.send(
+        s_ns,
+        "eth0",
+        [
+            frames.ethernet(
+                names.bridge_mac("sp"),
+                s_mac,
+                frames.ETH_P_ARP,
+                frames.arp(2, s_mac, a_ip, names.bridge_mac("sp"), "10.96.0.1"),
+            )
+        ],
+    )
+    time.sleep(0.2)
+    neigh = inst.sh("ip", "neigh", "show", a_ip, "dev", bridge).stdout
+    assert a_mac in neigh and s_mac not in neigh, neigh
+
+    # s takes a's IP: it reaches no one, a still does.
+    pool.exec(s_ns, ["ip", "addr", "flush", "dev", "eth0"])
+    pool.exec(s_ns, ["ip", "addr", "add", f"{a_ip}/24", "dev", "eth0"])
+    assert not ping(pool, s_ns, b_ip)
+    assert not ping(pool, s_ns, "10.96.0.1")
+    assert ping(pool, b_ns, a_ip) and ping(pool, a_ns, "10.96.0.1")
+
+    # s takes a's MAC (with its own IP back): no one is reached, and the bridge still sends
+    # a's frames to a's port.
+    pool.exec(s_ns, ["ip", "addr", "flush", "dev", "eth0"])
+    pool.exec(s_ns, ["ip", "addr", "add", f"{s_ip}/24", "dev", "eth0"])
+    pool.exec(s_ns, ["ip", "link", "set", "eth0", "address", a_mac])
+    assert not ping(pool, s_ns, b_ip)
+    a_port = inst.sh("bridge", "-j", "fdb", "show", "br", bridge).json()
+    owner = {e["mac"]: e["ifname"] for e in a_port if e.get("mac") == a_mac}
+    assert owner[a_mac] == names.host_ifname("veth", "sp", "a", "eth0"), owner
+    assert ping(pool, b_ns, a_ip)
+    # An honest member is unaffected throughout.
+    assert ping(pool, b_ns, "10.96.0.1")
+
+
+def test_spoofcheck_off_lets_a_member_send_from_any_address(
+    instance: Instance, netns_pool: NetnsPool
+) -> None:
+    inst, pool = instance, netns_pool
+    inst.cli("network", "create", "free", "--subnet", "10.98.0.0/24", "--option", "spoofcheck=off")
+    assert "spoofcheck" in inst.cli("network", "inspect", "free").stdout
+    _a_ns, a_ip, _ = member(inst, pool, "free", "a")
+    b_ns, b_ip, _ = member(inst, pool, "free", "b")
+    s_ns, _s_ip, _ = member(inst, pool, "free", "s")
+    pool.exec(s_ns, ["ip", "addr", "flush", "dev", "eth0"])
+    pool.exec(s_ns, ["ip", "addr", "add", "10.98.0.200/24", "dev", "eth0"])
+    assert ping(pool, s_ns, b_ip)
+    assert ping(pool, b_ns, a_ip)
+
+
+def _wait_restored(inst: Instance, timeout: float = 2.0) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout + 0.5:
+        if our_table_present(inst):
+            return time.monotonic() - began
+        time.sleep(0.02)
+    raise AssertionError("our nft tables were not restored")
+
+
+def test_firewall_is_restored_after_a_flush_or_a_deleted_table(
+    instance: Instance, netns_pool: NetnsPool
+) -> None:
+    inst, pool = instance, netns_pool
+    inst.cli("network", "create", "fw1", "--subnet", "10.99.1.0/24")
+    inst.cli("network", "create", "fw2", "--subnet", "10.99.2.0/24")
+    a_ns, a_ip, _ = member(inst, pool, "fw1", "a")
+    b_ns, b_ip, _ = member(inst, pool, "fw2", "b")
+    assert our_table_present(inst)
+    before = inst.sh("nft", "list", "table", "inet", "container").stdout
+    for breaking in (
+        ["nft", "flush", "ruleset"],
+        ["nft", "delete", "table", "inet", "container"],
+        ["nft", "delete", "table", "bridge", "container"],
+        ["nft", "flush", "chain", "inet", "container", "forward"],
+    ):
+        inst.sh(*breaking)
+        waited = _wait_restored(inst)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # a flushed chain: the table was never missing
+            if inst.sh("nft", "list", "table", "inet", "container").stdout == before:
+                break
+            time.sleep(0.02)
+        assert inst.sh("nft", "list", "table", "inet", "container").stdout == before, breaking
+        assert waited <= 2.0, (breaking, waited)
+    # Isolation holds again and members still reach their gateways (NAT/forwarding intact).
+    assert ping(pool, a_ns, "10.99.1.1") and ping(pool, b_ns, "10.99.2.1")
+    assert not ping(pool, a_ns, b_ip)
+    assert ping(pool, a_ns, a_ip)
+    log = (inst.run_dir / "network-bridge.log").read_text()
+    assert log.count("were changed or removed by someone else; restored") >= 4, log
