@@ -182,3 +182,23 @@ def test_firewall_is_restored_after_a_flush_or_a_deleted_table(
     assert ping(pool, a_ns, a_ip)
     log = (inst.run_dir / "network-bridge.log").read_text()
     assert log.count("were changed or removed by someone else; restored") >= 4, log
+
+
+def test_ipv6_members_work_and_cannot_spoof(instance: Instance, netns_pool: NetnsPool) -> None:
+    inst, pool = instance, netns_pool
+    inst.cli("network", "create", "v6", "--subnet", "10.96.6.0/24", "--subnet-v6", "fd00:96::/64")
+    atts = {}
+    for name in ("a", "b", "s"):
+        ns = pool.create("m")
+        att = inst.cli("network", "attach", "v6", "--name", name, "--netns", ns).json()
+        atts[name] = (ns, str(att["ipv6Address"]).split("/")[0])
+    (a_ns, a6), (b_ns, b6), (s_ns, s6) = atts["a"], atts["b"], atts["s"]
+    # Honest members: neighbour discovery, link-local and global addresses all work.
+    assert ping(pool, a_ns, b6) and ping(pool, s_ns, b6) and ping(pool, b_ns, "fd00:96::1")
+    # s takes a's IPv6 address (nodad: at once): it reaches no one; a still works.
+    pool.exec(s_ns, ["ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"])
+    pool.exec(s_ns, ["ip", "-6", "addr", "add", f"{a6}/64", "dev", "eth0", "nodad"])
+    assert not ping(pool, s_ns, b6)
+    assert not ping(pool, s_ns, "fd00:96::1")
+    assert ping(pool, b_ns, a6) and ping(pool, a_ns, "fd00:96::1")
+    del s6
