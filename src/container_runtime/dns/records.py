@@ -176,7 +176,8 @@ def _network_info(name: str, config_text: str) -> NetworkInfo:
             gw6 = sub6.network_address + 1
     except ValueError:
         log.warning("network %s: unusable IPv6 configuration", name)
-    options = config.get("options") if isinstance(config.get("options"), dict) else {}
+    options = config.get("options")
+    options = options if isinstance(options, dict) else {}
     forward = config.get("mode") != "internal" or options.get("dns-forward") == "on"
     return NetworkInfo(name, gw4, gw6, sub4, sub6, forward)
 
