@@ -335,7 +335,7 @@ class ContainerService:
                 atts.append(reply)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
-                forwards = [{**p, "containerIP": primary_ip} for p in cfg["ports"]]
+                forwards = port_runs([{**p, "containerIP": primary_ip} for p in cfg["ports"]])
                 published = plugins[0]
                 self.helper_for(plugins[0]).request(
                     "PUT", f"/portforwards/{cid}", {"forwards": forwards}
@@ -780,3 +780,20 @@ def register_routes(router: Router, service: ContainerService) -> None:
     def delete_image(req: Request) -> tuple[int, Any]:
         s.delete_image(req.params["ref"])
         return 200, {"deleted": normalize_reference(req.params["ref"])}
+
+
+def port_runs(forwards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive ports as one entry with a `count` (a 65535-port range fits a request)."""
+    out: list[dict[str, Any]] = []
+    for f in forwards:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and all(last.get(k) == f.get(k) for k in ("hostIP", "protocol", "containerIP"))
+            and last["hostPort"] + last["count"] == f["hostPort"]
+            and last["containerPort"] + last["count"] == f["containerPort"]
+        ):
+            last["count"] += 1
+        else:
+            out.append({**f, "count": 1})
+    return out
