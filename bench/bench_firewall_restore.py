@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.instance import Instance, NetnsPool  # noqa: E402
 
 PROBE = r"""
-import json, statistics, sys, time
+import json, random, sys, time
 import nftables
 nft = nftables.Nftables()
 def listing():
@@ -45,7 +45,7 @@ for i in range(int(sys.argv[1])):
             raise SystemExit("not restored within 10 s")
         time.sleep(0.005)
     times.append(time.perf_counter() - t0)
-    time.sleep(0.3)  # land at a random point of the helper's check interval
+    time.sleep(random.uniform(0.2, 0.7))  # a random point of the check interval
 print(json.dumps(times))
 """
 

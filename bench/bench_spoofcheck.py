@@ -1,19 +1,24 @@
-"""Per-packet cost of anti-spoofing: TCP throughput between two members of a network with
+"""Per-packet cost of anti-spoofing: throughput between two members of a network with
 `spoofcheck=on` (the default) and of one with `spoofcheck=off`, in the same run.
 
     .venv/bin/python bench/bench_spoofcheck.py [-r 8] [-s 2.0]
 
 A throwaway container system (tests/support Instance) with two networks, two bare
 attachments in namespaces on each. Each round blasts TCP for S seconds between the two
-members of one network, then of the other (order alternating), with one process per side
-(`sendall` of 256 KiB buffers, so the kernel's path dominates). Prints each network's median
-Gbit/s, and the median of the per-round ratios guarded/unguarded; also a UDP round of
-small (64-byte) datagrams, whose rate depends more on the per-packet path.
+members of one network, then of the other (order alternating), with one iperf3 per side
+(iperf3, Debian package: scripts/setup-bench.sh). Prints each network's median
+Gbit/s, and the median of the per-round ratios; also a UDP round of small (64-byte)
+datagrams, whose rate depends more on the per-packet path. A third configuration has no
+`bridge container` table at all (the helper held with SIGSTOP while it is deleted, then
+released: it puts the table back), so "on/none" is the whole cost of the bridge hook.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,94 +30,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.instance import Instance, NetnsPool  # noqa: E402
 
-SERVER = r"""
-import socket, sys, time
-kind = socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM
-s = socket.socket(socket.AF_INET, kind)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5201))
-total = 0
-if kind == socket.SOCK_STREAM:
-    s.listen(1)
-    print("ready", flush=True)
-    c, _ = s.accept()
-    buf = bytearray(1 << 20)
-    t0 = None
-    while True:
-        n = c.recv_into(buf)
-        if not n:
+
+def blast(src: str, dst_ip: str, proto: str, secs: int) -> float:
+    """iperf3 from namespace src to the server at dst_ip: Gbit/s received (tcp) or
+    thousands of 64-byte datagrams/s received (udp, unlimited rate)."""
+    argv = ["iperf3", "-c", dst_ip, "-p", "5201", "-t", str(secs), "-J"]
+    if proto == "udp":
+        argv += ["-u", "-b", "0", "-l", "64"]
+    for _ in range(50):  # until the server listens
+        out = subprocess.run(["ip", "netns", "exec", src, *argv], capture_output=True, text=True)
+        if out.returncode == 0:
             break
-        if t0 is None:
-            t0 = time.perf_counter()
-        total += n
-else:
-    print("ready", flush=True)
-    s.settimeout(1.0)
-    t0 = None
-    try:
-        while True:
-            n = len(s.recv(2048))
-            if n == 3:
-                break
-            if t0 is None:
-                t0 = time.perf_counter()
-            total += 1
-    except TimeoutError:
-        pass
-print(total, time.perf_counter() - (t0 or time.perf_counter()), flush=True)
-"""
-
-CLIENT = r"""
-import socket, sys, time
-proto, addr, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
-end = time.perf_counter() + secs
-if proto == "tcp":
-    c = socket.create_connection((addr, 5201))
-    data = b"x" * (256 << 10)
-    while time.perf_counter() < end:
-        for _ in range(16):
-            c.sendall(data)
-    c.close()
-else:
-    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    c.connect((addr, 5201))
-    data = b"x" * 64
-    while time.perf_counter() < end:
-        for _ in range(256):
-            try:
-                c.send(data)
-            except OSError:
-                pass
-    for _ in range(20):
-        c.send(b"end")
-        time.sleep(0.01)
-"""
-
-
-def blast(pool: NetnsPool, src: str, dst: str, dst_ip: str, proto: str, secs: float) -> float:
-    """Gbit/s (tcp) or thousands of datagrams/s received (udp)."""
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", dst, sys.executable, "-c", SERVER, proto],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    assert server.stdout.readline().strip() == "ready"
-    subprocess.run(
-        ["ip", "netns", "exec", src, sys.executable, "-c", CLIENT, proto, dst_ip, str(secs)],
-        check=True,
-    )
-    total, elapsed = server.stdout.readline().split()
-    server.wait(timeout=10)
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"iperf3 failed: {out.stdout[-300:]}{out.stderr[-300:]}")
+    end = json.loads(out.stdout)["end"]
     if proto == "tcp":
-        return int(total) * 8 / float(elapsed) / 1e9
-    return int(total) / float(elapsed) / 1e3
+        return float(end["sum_received"]["bits_per_second"]) / 1e9
+    total = end["sum"]
+    received = total["packets"] - total["lost_packets"]
+    return received / float(total["seconds"]) / 1e3
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-r", "--rounds", type=int, default=8)
-    ap.add_argument("-s", "--seconds", type=float, default=2.0)
+    ap.add_argument("-s", "--seconds", type=int, default=2)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-spoof-"))
     base.chmod(0o755)
@@ -125,6 +68,7 @@ def main() -> None:
             "network", "create", "free", "--subnet", "10.120.2.0/24", "--option", "spoofcheck=off"
         )
         pairs = {}
+        servers: list[subprocess.Popen[bytes]] = []
         for net in ("guarded", "free"):
             members = []
             for name in ("a", "b"):
@@ -132,31 +76,53 @@ def main() -> None:
                 att = inst.cli("network", "attach", net, "--name", f"{net}-{name}", "--netns", ns)
                 members.append((ns, att.json()["address"].split("/")[0]))
             pairs[net] = members
+            servers.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", members[1][0], "iperf3", "-s", "-p", "5201"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        helper = inst.pid("network-bridge")
+        assert helper is not None
         results: dict[tuple[str, str], list[float]] = {}
-        ratios: dict[str, list[float]] = {"tcp": [], "udp": []}
+        ratios: dict[tuple[str, str], list[float]] = {}
+        configs = ("on", "off", "none")
         for i in range(args.rounds):
             for proto in ("tcp", "udp"):
-                order = ("guarded", "free") if i % 2 == 0 else ("free", "guarded")
+                order = configs if i % 2 == 0 else configs[::-1]
                 got = {}
-                for net in order:
-                    (a, _), (b, b_ip) = pairs[net]
-                    got[net] = blast(pool, a, b, b_ip, proto, args.seconds)
-                    results.setdefault((net, proto), []).append(got[net])
-                ratios[proto].append(got["guarded"] / got["free"])
+                for config in order:
+                    (a, _), (_b, b_ip) = pairs["guarded" if config == "on" else "free"]
+                    if config == "none":  # no bridge table at all: hold the helper's watch
+                        os.kill(helper, signal.SIGSTOP)
+                        inst.sh("nft", "delete", "table", "bridge", "container")
+                    try:
+                        got[config] = blast(a, b_ip, proto, args.seconds)
+                    finally:
+                        if config == "none":
+                            os.kill(helper, signal.SIGCONT)  # it restores the table
+                    results.setdefault((config, proto), []).append(got[config])
+                for base in ("off", "none"):
+                    ratios.setdefault((base, proto), []).append(got["on"] / got[base])
+                time.sleep(1.0)  # the helper has put the bridge table back
         for proto, unit in (("tcp", "Gbit/s"), ("udp", "k datagrams/s (64 B)")):
-            g = statistics.median(results[("guarded", proto)])
-            f = statistics.median(results[("free", proto)])
-            r = statistics.median(ratios[proto])
+            med = {c: statistics.median(results[(c, proto)]) for c in configs}
+            r_off = statistics.median(ratios[("off", proto)])
+            r_none = statistics.median(ratios[("none", proto)])
             print(
-                f"{proto}: spoofcheck=on {g:7.2f} {unit}, spoofcheck=off {f:7.2f} {unit}; "
-                f"median per-round ratio on/off {r:.3f} ({(1 - r) * 100:+.1f}% slower), "
-                f"{args.rounds} rounds of {args.seconds:.0f} s"
+                f"{proto}: spoofcheck=on {med['on']:.2f}, spoofcheck=off {med['off']:.2f},"
+                f" no bridge table {med['none']:.2f} {unit}; median per-round ratio"
+                f" on/off {r_off:.3f} ({(r_off - 1) * 100:+.1f}%), on/none {r_none:.3f}"
+                f" ({(r_none - 1) * 100:+.1f}%); {args.rounds} rounds of {args.seconds:.0f} s"
             )
+        for server in servers:
+            server.kill()
+            server.wait()
     finally:
         inst.cleanup()
         pool.cleanup()
 
 
 if __name__ == "__main__":
-    time.sleep(0)
     main()

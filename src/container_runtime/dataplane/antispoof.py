@@ -98,12 +98,13 @@ def build_table(ports: Iterable[GuardedPort]) -> str:
         "  chain prerouting {",
         "    type filter hook prerouting priority -300; policy accept;",
         "    iifname != @guarded accept",
+        # the common case first: one lookup proves port, MAC and IPv4 source together
+        "    iifname . ether saddr . ip saddr @src4 accept",
         "    iifname . ether saddr != @srcmac drop",
+        "    ether type ip drop",
         "    iifname . arp saddr ether . arp saddr ip @src4 accept",
         "    arp saddr ip 0.0.0.0 accept",  # ARP probes (duplicate address detection)
         "    ether type arp drop",
-        "    iifname . ether saddr . ip saddr @src4 accept",
-        "    ether type ip drop",
         "    icmpv6 type { nd-router-advert, nd-redirect } drop",
         "    icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @nd6 drop",
         "    ip6 saddr :: icmpv6 type { nd-neighbor-solicit, mld2-listener-report } accept",

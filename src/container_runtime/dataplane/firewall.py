@@ -53,11 +53,16 @@ class PortForward:
         for port in (self.host_port, self.container_port):
             if not isinstance(port, int) or not 1 <= port <= 65535:
                 raise InvalidArgument(f"invalid port {port!r}: must be between 1 and 65535")
-        # Typed fields are trusted elsewhere; here they end up in nft text, so check them.
-        container_ip = ipaddress.ip_address(self.container_ip)
-        object.__setattr__(self, "container_ip", container_ip)
+        # Typed fields are trusted elsewhere; here they end up in nft text, so check them
+        # (an address object is one already: 10,000-port ranges make this a hot path).
+        container_ip = self.container_ip
+        if not isinstance(container_ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            container_ip = ipaddress.ip_address(container_ip)
+            object.__setattr__(self, "container_ip", container_ip)
         if self.host_ip is not None:
-            host_ip = ipaddress.ip_address(self.host_ip)
+            host_ip = self.host_ip
+            if not isinstance(host_ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                host_ip = ipaddress.ip_address(host_ip)
             if host_ip.version != container_ip.version:
                 raise InvalidArgument(
                     f"host IP {host_ip} and container IP {container_ip} differ in IP version"

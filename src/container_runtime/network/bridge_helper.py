@@ -8,13 +8,10 @@ kernel with the state database.  Protocol: docs/PLUGINS.md.
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -27,6 +24,7 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
 from ..state import Database
+from . import ports
 from .allocator import Allocator
 
 PLUGIN = "bridge"
@@ -37,13 +35,12 @@ log = logging.getLogger("container-network-bridge")
 
 class BridgeHelper:
     def __init__(self, paths: Paths, db: Database, domain: str | None, mtu: int) -> None:
-        from ..dataplane import LinuxDataPlane, PortForward  # kernel libraries: helper only
+        from ..dataplane import LinuxDataPlane  # kernel libraries: helper only
 
         self.paths = paths
         self.db = db
         self.allocator = Allocator(db, domain, mtu, PLUGIN)
         self.dataplane = LinuxDataPlane(paths.netns_dir)
-        self.port_forward_type = PortForward
         # Kernel changes of one kind are serialised; allocation itself is serialised by the
         # database's write lock, so attaches to different networks overlap only in netlink.
         self.firewall_lock = threading.Lock()
@@ -184,88 +181,15 @@ class BridgeHelper:
     def port_forward_rows(self) -> list[Any]:
         with self.db.read() as conn:
             rows = conn.execute("SELECT * FROM port_forwards").fetchall()
-        return [self._row_forward(r) for r in rows]
-
-    def _row_forward(self, row: Any) -> Any:
-        # host_ip '' = every IPv4 address, '::' = every IPv6 address (the key stays unique)
-        return self.port_forward_type(
-            protocol=row["protocol"],
-            host_ip=ipaddress.ip_address(row["host_ip"]) if row["host_ip"] else None,
-            host_port=row["host_port"],
-            container_ip=ipaddress.ip_address(row["container_ip"]),
-            container_port=row["container_port"],
-        )
-
-    def _wanted_forwards(self, owner: str, forwards: list[dict[str, Any]]) -> list[Any]:
-        """The kernel forwards of a publish request: a spec without host IP becomes an IPv4
-        and, when the container has an IPv6 address on that network, an IPv6 forward."""
-        ipv6: dict[str, ipaddress.IPv6Address | None] = {}
-        for att in self.allocator.list(owner=owner):
-            ipv6[str(att.address.ip)] = att.ipv6_address.ip if att.ipv6_address else None
-        wanted: dict[tuple[int, str, str, int], Any] = {}
-        for f in _expand(forwards):
-            container4 = ipaddress.IPv4Address(f["containerIP"])
-            host_ip = ipaddress.ip_address(f["hostIP"]) if f.get("hostIP") else None
-            container6 = ipv6.get(str(container4))
-            targets: list[tuple[Any, Any]] = []
-            if host_ip is None or host_ip.version == 4:
-                targets.append((host_ip, container4))
-            if host_ip is not None and host_ip.version == 6 and container6 is None:
-                raise InvalidArgument(
-                    f"cannot publish on [{host_ip}]:{f['hostPort']}: the container has no IPv6"
-                    " address on its primary network (create it with --subnet-v6)"
-                )
-            if container6 is not None and (host_ip is None or host_ip.version == 6):
-                targets.append((host_ip or ipaddress.IPv6Address("::"), container6))
-            for host, container in targets:
-                fwd = self.port_forward_type(
-                    protocol=str(f["protocol"]),
-                    host_ip=host,
-                    host_port=int(f["hostPort"]),
-                    container_ip=container,
-                    container_port=int(f["containerPort"]),
-                )
-                other = wanted.setdefault(fwd.key, fwd)
-                if other != fwd:
-                    raise Conflict(f"host port {fwd.host_port}/{fwd.protocol} is published twice")
-        return list(wanted.values())
+        return [ports.row_forward(r) for r in rows]
 
     def publish(self, owner: str, forwards: list[dict[str, Any]]) -> None:
         """Record and apply an owner's published ports; refuse ports taken by anyone."""
-        wanted = self._wanted_forwards(owner, forwards)
-        with self.db.write() as conn:
-            taken: dict[tuple[str, int], list[Any]] = {}
-            for row in conn.execute("SELECT * FROM port_forwards WHERE owner != ?", (owner,)):
-                taken.setdefault((row["protocol"], row["host_port"]), []).append(row)
-            for fwd in wanted:
-                for row in taken.get((fwd.protocol, fwd.host_port), []):
-                    held = self._row_forward(row)
-                    if held.version == fwd.version and (
-                        held.host_ip is None or fwd.host_ip is None or held.host_ip == fwd.host_ip
-                    ):
-                        raise Conflict(
-                            f"host port {fwd.host_port}/{fwd.protocol} is already published by "
-                            f"container {row['owner'][:12]}"
-                        )
-                if port_in_use(fwd.protocol, fwd.host_port, fwd.host_ip, fwd.version):
-                    raise Conflict(
-                        f"host port {fwd.host_port}/{fwd.protocol} is already in use on this host"
-                    )
-            conn.execute("DELETE FROM port_forwards WHERE owner = ?", (owner,))
-            conn.executemany(
-                "INSERT INTO port_forwards VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        owner,
-                        fwd.protocol,
-                        _host_key(fwd),
-                        fwd.host_port,
-                        str(fwd.container_ip),
-                        fwd.container_port,
-                    )
-                    for fwd in wanted
-                ],
-            )
+        ipv6 = {
+            str(att.address.ip): att.ipv6_address.ip if att.ipv6_address else None
+            for att in self.allocator.list(owner=owner)
+        }
+        ports.record(self.db, owner, ports.wanted_forwards(ipv6, forwards))
         try:
             self.sync_firewall()
         except BaseException:
@@ -416,47 +340,6 @@ def guarded_port(attachment: Attachment) -> Any:
     )
     v6 = attachment.ipv6_address.ip if attachment.ipv6_address is not None else None
     return GuardedPort(ifname, attachment.mac_address, attachment.address.ip, v6)
-
-
-def _expand(forwards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries with a `count` (a run of consecutive ports) as one entry per port."""
-    out: list[dict[str, Any]] = []
-    for f in forwards:
-        if not isinstance(f, dict):
-            raise InvalidArgument("each forward must be an object")
-        count = f.get("count", 1)
-        if not isinstance(count, int) or not 1 <= count <= 65535:
-            raise InvalidArgument(f"invalid count {count!r} in a forward")
-        host, container = int(f["hostPort"]), int(f["containerPort"])
-        out.extend(
-            {**f, "hostPort": host + i, "containerPort": container + i} for i in range(count)
-        )
-    return out
-
-
-def _host_key(fwd: Any) -> str:
-    if fwd.host_ip is not None:
-        return str(fwd.host_ip)
-    return "::" if fwd.version == 6 else ""
-
-
-def port_in_use(protocol: str, port: int, host_ip: Any, version: int = 4) -> bool:
-    """Whether a socket of this host (namespace) is bound to the port: try to bind it."""
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    family = socket.AF_INET6 if version == 6 else socket.AF_INET
-    address = str(host_ip) if host_ip is not None else ("::" if version == 6 else "0.0.0.0")
-    with socket.socket(family, kind) as probe:
-        if kind == socket.SOCK_STREAM:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            probe.bind((address, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
-            return True
-    return False
 
 
 def _body(req: Request) -> dict[str, Any]:
