@@ -61,23 +61,26 @@ def test_members_cannot_reach_the_hosts_loopback_services(
         assert (b"via-gateway", ip) in frames.udp_received(on_gateway)
 
 
-def test_spoofed_addresses_are_dropped_and_honest_members_still_work(
-    instance: Instance, netns_pool: NetnsPool
-) -> None:
-    inst, pool = instance, netns_pool
+def three_members(inst: Instance, pool: NetnsPool) -> dict[str, tuple[str, str, str]]:
+    """a and b honest, s the spoofer, on network sp (10.96.0.0/24); o on another network."""
     inst.cli("network", "create", "sp", "--subnet", "10.96.0.0/24")
-    inst.cli("network", "create", "other", "--subnet", "10.97.0.0/24")
-    a_ns, a_ip, a_mac = member(inst, pool, "sp", "a")
-    b_ns, b_ip, b_mac = member(inst, pool, "sp", "b")
-    s_ns, s_ip, s_mac = member(inst, pool, "sp", "s")
-    _o_ns, o_ip, _o_mac = member(inst, pool, "other", "o")
-    bridge = names.bridge_name("sp")
-    assert ping(pool, s_ns, b_ip) and ping(pool, a_ns, b_ip)
-    assert ping(pool, s_ns, "10.96.0.1")  # the host learns s's and a's MACs
-    inst.sh("ping", "-c1", "-W2", a_ip)
+    found = {name: member(inst, pool, "sp", name) for name in ("a", "b", "s")}
+    assert ping(pool, found["s"][0], found["b"][1]) and ping(pool, found["a"][0], found["b"][1])
+    return found
 
-    # Forged UDP sources (a neighbour's address, another network's member) never arrive;
-    # the same datagram from the sender's own address does.
+
+def fdb_port(inst: Instance, mac: str) -> str:
+    entries = inst.sh("bridge", "-j", "fdb", "show", "br", names.bridge_name("sp")).json()
+    return next(str(e["ifname"]) for e in entries if e.get("mac") == mac)
+
+
+def test_forged_source_addresses_never_arrive(instance: Instance, netns_pool: NetnsPool) -> None:
+    inst, pool = instance, netns_pool
+    m = three_members(inst, pool)
+    (b_ns, b_ip, b_mac), (s_ns, s_ip, s_mac), a_ip = m["b"], m["s"], m["a"][1]
+    inst.cli("network", "create", "other", "--subnet", "10.97.0.0/24")
+    o_ip = member(inst, pool, "other", "o")[1]
+    # A neighbour's address, another network's member's: dropped; the sender's own: arrives.
     listener = frames.ns_socket(b_ns, socket.AF_INET, socket.SOCK_DGRAM)
     with listener:
         listener.bind((b_ip, 6000))
@@ -89,42 +92,61 @@ def test_spoofed_addresses_are_dropped_and_honest_members_still_work(
         got = {payload for payload, _ in frames.udp_received(listener)}
         assert got == {b"honest"}, got
 
-    # A forged ARP reply "a's IP is at s's MAC" does not poison the host's neighbour entry.
-    frames.send(
-        s_ns,
-        "eth0",
-        [
-            frames.ethernet(
-                names.bridge_mac("sp"),
-                s_mac,
-                frames.ETH_P_ARP,
-                frames.arp(2, s_mac, a_ip, names.bridge_mac("sp"), "10.96.0.1"),
-            )
-        ],
-    )
+
+def test_forged_arp_does_not_poison_the_host(instance: Instance, netns_pool: NetnsPool) -> None:
+    inst, pool = instance, netns_pool
+    m = three_members(inst, pool)
+    (a_ns, a_ip, a_mac), (s_ns, _s_ip, s_mac) = m["a"], m["s"]
+    bridge, gateway_mac = names.bridge_name("sp"), names.bridge_mac("sp")
+    inst.sh("ping", "-c1", "-W2", a_ip)  # the host has a neighbour entry for a
+    time.sleep(1.1)  # past the entry's locktime (1 s), when a reply may override it
+    # "a's IP is at s's MAC", as a reply to the host and as a gratuitous broadcast.
+    lies = [
+        frames.ethernet(
+            gateway_mac,
+            s_mac,
+            frames.ETH_P_ARP,
+            frames.arp(2, s_mac, a_ip, gateway_mac, "10.96.0.1"),
+        ),
+        frames.ethernet(
+            "ff:ff:ff:ff:ff:ff",
+            s_mac,
+            frames.ETH_P_ARP,
+            frames.arp(2, s_mac, a_ip, "ff:ff:ff:ff:ff:ff", a_ip),
+        ),
+    ]
+    frames.send(s_ns, "eth0", lies)
     time.sleep(0.2)
     neigh = inst.sh("ip", "neigh", "show", a_ip, "dev", bridge).stdout
     assert a_mac in neigh and s_mac not in neigh, neigh
+    assert ping(pool, a_ns, "10.96.0.1")
 
+
+def test_a_member_taking_anothers_address_or_mac_reaches_no_one(
+    instance: Instance, netns_pool: NetnsPool
+) -> None:
+    inst, pool = instance, netns_pool
+    m = three_members(inst, pool)
+    (a_ns, a_ip, a_mac), (b_ns, b_ip, _), (s_ns, s_ip, _) = m["a"], m["b"], m["s"]
+    a_port = names.host_ifname("veth", "sp", "a", "eth0")
+    assert fdb_port(inst, a_mac) == a_port
     # s takes a's IP: it reaches no one, a still does.
     pool.exec(s_ns, ["ip", "addr", "flush", "dev", "eth0"])
     pool.exec(s_ns, ["ip", "addr", "add", f"{a_ip}/24", "dev", "eth0"])
     assert not ping(pool, s_ns, b_ip)
     assert not ping(pool, s_ns, "10.96.0.1")
     assert ping(pool, b_ns, a_ip) and ping(pool, a_ns, "10.96.0.1")
-
-    # s takes a's MAC (with its own IP back): no one is reached, and the bridge still sends
-    # a's frames to a's port.
+    # s takes a's MAC (with its own IP back): it reaches no one, and the bridge still sends
+    # a's frames to a's port, also after a link-local (LLDP) frame, which skips prerouting.
     pool.exec(s_ns, ["ip", "addr", "flush", "dev", "eth0"])
     pool.exec(s_ns, ["ip", "addr", "add", f"{s_ip}/24", "dev", "eth0"])
     pool.exec(s_ns, ["ip", "link", "set", "eth0", "address", a_mac])
     assert not ping(pool, s_ns, b_ip)
-    a_port = inst.sh("bridge", "-j", "fdb", "show", "br", bridge).json()
-    owner = {e["mac"]: e["ifname"] for e in a_port if e.get("mac") == a_mac}
-    assert owner[a_mac] == names.host_ifname("veth", "sp", "a", "eth0"), owner
-    assert ping(pool, b_ns, a_ip)
-    # An honest member is unaffected throughout.
-    assert ping(pool, b_ns, "10.96.0.1")
+    lldp = frames.ethernet("01:80:c2:00:00:0e", a_mac, 0x88CC, b"\x00" * 46)
+    frames.send(s_ns, "eth0", [lldp])
+    time.sleep(0.1)
+    assert fdb_port(inst, a_mac) == a_port
+    assert ping(pool, b_ns, a_ip) and ping(pool, b_ns, "10.96.0.1")
 
 
 def test_spoofcheck_off_lets_a_member_send_from_any_address(
