@@ -9,10 +9,7 @@ there are. No other table is ever read or changed.
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
-import socket
-import struct
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -243,119 +240,20 @@ class Nft:
                     "neither libnftables nor the nft command is available"
                 ) from None
 
-    def run(self, script: str, terse: bool = False) -> str:
-        """Run an nft script as one batch; terse: list without set elements."""
+    def run(self, script: str) -> str:
+        """Run an nft script as one batch."""
         with self._lock:
             if self._ctx is not None:
-                if terse:
-                    self._ctx.set_terse_output(True)
-                try:
-                    rc, out, err = self._ctx.cmd(script)
-                finally:
-                    if terse:
-                        self._ctx.set_terse_output(False)
+                rc, out, err = self._ctx.cmd(script)
             else:
-                argv = ["nft", *(["-t"] if terse else []), "-f", "-"]
                 proc = subprocess.run(
-                    argv, input=script, capture_output=True, text=True, check=False
+                    ["nft", "-f", "-"], input=script, capture_output=True, text=True, check=False
                 )
                 rc, out, err = proc.returncode, proc.stdout, proc.stderr
         if rc != 0:
             first = next((ln for ln in str(err).splitlines() if ln.strip()), "unknown error")
             raise ContainerError(f"nftables refused the update: {first}")
         return str(out)
-
-
-NETLINK_NETFILTER = 12
-NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_GETRULE = 7
-NFT_MSG_GETGEN = 16
-NFTA_GEN_ID = 1
-NFTA_RULE_TABLE = 1
-NFTA_RULE_CHAIN = 2
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NFPROTO = {"inet": 1, "bridge": 7}
-_HDR = struct.Struct("=LHHLL")
-
-
-class Ruleset:
-    """Cheap probes of the kernel's nftables state over raw netlink (libnftables would
-    fetch every set element, ~0.5 s with a 10,000-port map): the ruleset generation,
-    which changes with every committed batch of anyone, and the number of rules in each
-    of our chains. Bound to the namespace it was opened in."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.bind((0, 0))
-        self.seq = 0
-
-    def _request(self, msg: int, family: int, flags: int, attrs: bytes = b"") -> list[bytes]:
-        """Payloads (after nfgenmsg) of the replies to one request."""
-        self.seq += 1
-        body = struct.pack("=BBH", family, 0, 0) + attrs  # nfgenmsg (res_id 0)
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | msg
-        self.sock.send(_HDR.pack(16 + len(body), kind, NLM_F_REQUEST | flags, self.seq, 0) + body)
-        out: list[bytes] = []
-        while True:
-            data = self.sock.recv(1 << 16)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _f, seq, _pid = _HDR.unpack_from(data, offset)
-                if length < 16:
-                    return out
-                payload = data[offset + 16 : offset + length]
-                offset += (length + 3) & ~3
-                if seq != self.seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return out
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code:
-                        raise OSError(code, os.strerror(code))
-                    return out
-                out.append(payload[4:])
-                if not flags & NLM_F_DUMP:
-                    return out
-
-    @staticmethod
-    def _attrs(payload: bytes) -> dict[int, bytes]:
-        found: dict[int, bytes] = {}
-        offset = 0
-        while offset + 4 <= len(payload):
-            length, kind = struct.unpack_from("=HH", payload, offset)
-            if length < 4:
-                break
-            found[kind & 0x7FFF] = payload[offset + 4 : offset + length]
-            offset += (length + 3) & ~3
-        return found
-
-    def generation(self) -> int:
-        [reply] = self._request(NFT_MSG_GETGEN, 0, 0)
-        return int(struct.unpack("!I", self._attrs(reply)[NFTA_GEN_ID][:4])[0])
-
-    def rule_counts(self) -> dict[str, int]:
-        """{"family chain": rules} of our tables (a missing table: no entries)."""
-        counts: dict[str, int] = {}
-        table = TABLE.encode() + b"\0"
-        attr = struct.pack("=HH", 4 + len(table), NFTA_RULE_TABLE) + table
-        attr += b"\0" * (-len(attr) % 4)
-        for family, number in NFPROTO.items():
-            try:
-                replies = self._request(NFT_MSG_GETRULE, number, NLM_F_DUMP, attr)
-            except FileNotFoundError:
-                continue  # no such table
-            for reply in replies:
-                chain = self._attrs(reply).get(NFTA_RULE_CHAIN, b"").rstrip(b"\0").decode()
-                key = f"{family} {chain}"
-                counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def element_script(verb: str, forwards: list[PortForward]) -> str:

@@ -23,9 +23,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import Conflict, ContainerError, InvalidArgument
 from ..models import Attachment, NetworkConfiguration
-from . import antispoof, names, nsutil, rtnl
+from . import names, nsutil, rtnl
 from .antispoof import GuardedPort
-from .firewall import Nft, PortForward, Ruleset, build_ruleset, element_script
+from .firewall import PortForward
+from .tables import Tables
 
 IFA_F_NODAD = 0x02
 TUNSETIFF = 0x400454CA
@@ -60,10 +61,7 @@ class LinuxDataPlane:
         self._home_fd = nsutil.current_netns_fd()
         self._ipr = IPRoute()
         self._rtnl = rtnl.Rtnl()  # hot path: batched requests
-        self._nft: Nft | None = None
-        self._layout: dict[str, int] | None = None  # rules per chain as last written
-        self._generation: Ruleset | None = None
-        self._our_generation = -1  # the ruleset generation our last write produced
+        self._tables: Tables | None = None
         self._bridge_index: dict[str, int] = {}
         self._shared_dir_done = False
         # Background deletion of veths/TAPs (kernel RCU waits cost ~30 ms each).
@@ -82,8 +80,8 @@ class LinuxDataPlane:
             self._deleter.join()
             self._deleter = None
         self._rtnl.close()
-        if self._generation is not None:
-            self._generation.close()
+        if self._tables is not None:
+            self._tables.close()
         for ipr in (self._ipr, self._deleter_ipr):
             if ipr is not None:
                 ipr.close()
@@ -210,26 +208,13 @@ class LinuxDataPlane:
                 raise Conflict(f"link {bridge} is not a bridge of ours; not deleting it")
             self._delete_link_now(bridge)
 
-    # ----------------------------------------------------------------- firewall
+    # ----------------------------------------------------------------- firewall (tables.py)
 
-    def _firewall(self) -> Nft:
-        if self._nft is None:
-            self._nft = Nft()
-        return self._nft
-
-    def _write(self, script: str) -> None:
-        """Run one batch of ours and remember the generation it produced; when the
-        generation moved by more than our one batch, someone else wrote in between and the
-        next firewall_intact() compares the listing."""
-        if self._generation is None:
-            self._generation = Ruleset()
-        before = self._generation.generation()
-        self._firewall().run(script)
-        after = self._generation.generation()
-        if after == before + 1 and self._our_generation in (before, -1):
-            self._our_generation = after
-        else:
-            self._our_generation = -2  # unknown: check the listing next time
+    def _firewall(self) -> Tables:
+        with self._lock:
+            if self._tables is None:
+                self._tables = Tables()  # opened here: bound to our namespace
+            return self._tables
 
     def sync_firewall(
         self,
@@ -237,62 +222,27 @@ class LinuxDataPlane:
         port_forwards: list[PortForward],
         guarded: list[GuardedPort] | None = None,
     ) -> None:
-        """Replace our tables in one atomic batch; with nothing to hold, remove them."""
-        script = build_ruleset(networks, port_forwards, guarded or ())
-        with self._lock:
-            self._write(script)
-            assert self._generation is not None
-            self._layout = self._generation.rule_counts()
-            self._our_generation = self._generation.generation()
+        """Replace our nft tables in one atomic batch; with nothing to hold, remove them."""
+        self._firewall().sync(networks, port_forwards, guarded)
 
     def firewall_intact(self) -> bool:
-        """False when our tables no longer look as we wrote them (someone flushed the
-        ruleset, deleted a table, chain or rule). Cheap: set elements are not listed."""
-        with self._lock:
-            if self._layout is None:
-                return True
-            assert self._generation is not None  # set by the write that set the layout
-            now = self._generation.generation()
-            if now == self._our_generation:
-                return True  # nobody changed any ruleset since our last write
-            # Someone changed some table (maybe not ours): count our rules once.
-            intact = self._generation.rule_counts() == self._layout
-            if intact:
-                self._our_generation = now
-            return intact
+        """False when someone else flushed or deleted (parts of) our tables."""
+        return self._tables is None or self._tables.intact()
 
     def guard_port(self, port: GuardedPort) -> None:
-        """Let one attachment's port send from its own MAC and addresses only (before the
-        port exists: its first frame is already checked)."""
-        with self._lock:
-            self._write(antispoof.element_script("add", port))
+        """Let one attachment's port send from its own MAC and addresses only (called
+        before the port exists: its first frame is already checked)."""
+        self._firewall().guard_port(port)
 
     def unguard_port(self, port: GuardedPort) -> None:
-        with self._lock:
-            try:
-                self._write(antispoof.element_script("delete", port))
-            except ContainerError:
-                pass  # already gone (a full rebuild ran in between): idempotent
+        self._firewall().unguard_port(port)
 
     def add_port_forwards(self, port_forwards: list[PortForward]) -> None:
         """Add map elements to the existing table (after a sync_firewall); one batch."""
-        if port_forwards:
-            with self._lock:
-                self._write(element_script("add", port_forwards))
+        self._firewall().add_port_forwards(port_forwards)
 
     def remove_port_forwards(self, port_forwards: list[PortForward]) -> None:
-        if not port_forwards:
-            return
-        with self._lock:
-            try:
-                self._write(element_script("delete", port_forwards))
-            except ContainerError:
-                # One missing element fails the whole batch: delete one by one, ignore absent.
-                for pf in port_forwards:
-                    try:
-                        self._write(element_script("delete", [pf]))
-                    except ContainerError:
-                        pass
+        self._firewall().remove_port_forwards(port_forwards)
 
     # ----------------------------------------------------------------- attachments
 

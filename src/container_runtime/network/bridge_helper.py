@@ -3,7 +3,9 @@
 Owns allocation (IP, MAC, gateway) for its networks and their data plane: the
 only process that changes links, addresses, routes, namespaces and nft rules.
 It keeps nothing in memory that it cannot rebuild: at start it reconciles the
-kernel with the state database.  Protocol: docs/PLUGINS.md.
+kernel with the state database, and a watch thread puts our nft tables back when
+someone else flushed or deleted them.  Published ports: ports.py.  Protocol:
+docs/PLUGINS.md.
 """
 
 from __future__ import annotations
