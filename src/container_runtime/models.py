@@ -604,12 +604,18 @@ class ContainerConfig:
             )
         for text in publish:
             ports.extend(PortMapping.parse(text))
-        keys: set[tuple[str, int, str]] = set()
+        # (protocol, port, IP version) -> host addresses ("" = all of that version)
+        keys: dict[tuple[str, int, int], set[str]] = {}
         for p in ports:
-            key = (p.protocol, p.host_port, str(p.host_ip or ""))
-            if key in keys:
-                raise InvalidArgument(f"host port {p.host_port}/{p.protocol} is published twice")
-            keys.add(key)
+            unspecified = p.host_ip is None or p.host_ip.is_unspecified
+            for version in (4, 6) if p.host_ip is None else (p.host_ip.version,):
+                held = keys.setdefault((p.protocol, p.host_port, version), set())
+                address = "" if unspecified else str(p.host_ip)
+                if held and ("" in held or address == "" or address in held):
+                    raise InvalidArgument(
+                        f"host port {p.host_port}/{p.protocol} is published twice"
+                    )
+                held.add(address)
         if ports and names == ["none"]:
             raise InvalidArgument("--publish needs a network (not --network none)")
         env = str_list(body.get("env"), "env")

@@ -33,3 +33,18 @@ def test_at_most_64_publish_specs() -> None:
     assert len(ok.ports) == 64
     with pytest.raises(InvalidArgument, match="too many --publish options \\(65\\): at most 64"):
         ContainerConfig.parse({"publish": [f"{8000 + i}:80" for i in range(65)]}, "test")
+
+
+def test_the_same_host_port_twice_is_refused_per_ip_version() -> None:
+    ok = ContainerConfig.parse(
+        {"publish": ["0.0.0.0:80:80", "[::]:80:81", "127.0.0.1:81:80", "10.0.0.1:81:81"]}, "t"
+    )
+    assert len(ok.ports) == 4
+    for twice in (
+        ["8080:80", "[::]:8080:81"],
+        ["8080:80", "127.0.0.1:8080:81"],
+        ["[fd00::1]:8080:80", "[fd00::1]:8080:81"],
+        ["[::]:8080:80", "[fd00::1]:8080:81"],
+    ):
+        with pytest.raises(InvalidArgument, match="published twice"):
+            ContainerConfig.parse({"publish": twice}, "t")
