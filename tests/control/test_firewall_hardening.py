@@ -148,6 +148,15 @@ def test_a_member_taking_anothers_address_or_mac_reaches_no_one(
     time.sleep(0.1)
     assert fdb_port(inst, a_mac) == a_port
     assert ping(pool, b_ns, a_ip) and ping(pool, b_ns, "10.96.0.1")
+    # A detached member leaves no anti-spoofing element behind; a deleted network neither.
+    s_port = names.host_ifname("veth", "sp", "s", "eth0")
+    assert s_port in inst.sh("nft", "list", "table", "bridge", "container").stdout
+    inst.cli("network", "detach", "sp", "--name", "s")
+    assert s_port not in inst.sh("nft", "list", "table", "bridge", "container").stdout
+    for name in ("a", "b"):
+        inst.cli("network", "detach", "sp", "--name", name)
+    inst.cli("network", "delete", "sp")
+    assert "cv" not in inst.sh("nft", "list", "table", "bridge", "container").stdout
 
 
 def test_spoofcheck_off_lets_a_member_send_from_any_address(

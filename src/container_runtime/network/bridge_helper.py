@@ -86,7 +86,7 @@ class BridgeHelper:
 
     def watch_firewall(self, stop: threading.Event, interval: float = WATCH_INTERVAL) -> None:
         """Put our nft tables back when someone flushed or deleted them (checked every
-        `interval` s; a check lists our tables without their elements: ~0.2 ms)."""
+        `interval` s; a check is one netlink round trip unless the ruleset changed)."""
         while not stop.wait(interval):
             try:
                 if self.dataplane.firewall_intact():
@@ -161,7 +161,7 @@ class BridgeHelper:
         if host_ifname:
             self.dataplane.detach(host_ifname)
         port = guarded_port(attachment)
-        if port is not None:
+        if port is not None and spoofcheck(self.network_config(network)):
             with self.firewall_lock:
                 self.dataplane.unguard_port(port)
         return attachment
