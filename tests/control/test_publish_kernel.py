@@ -66,6 +66,8 @@ def test_ipv6_published_ports(instance: Instance, netns_pool: NetnsPool) -> None
         assert seen_by_server(out, OUT_HOST4, 8081) is None  # [::] is IPv6 only
         # From the host itself, through a host address.
         assert seen_by_server(inst.netns, OUT_HOST6, 8080) == OUT_HOST6
+        # [::1] is never DNATed (IPv6 loopback cannot leave lo): refused, not hanging.
+        assert seen_by_server(inst.netns, "::1", 8081) is None
         # A member reaching its own published port through the host (hairpin).
         assert seen_by_server(web, OUT_HOST6, 8081) == "fd00:95::1"
         rules = inst.sh("nft", "list", "table", "inet", "container").stdout
