@@ -225,10 +225,22 @@ def test_ipv6_members_work_and_cannot_spoof(instance: Instance, netns_pool: Netn
     (a_ns, a6), (b_ns, b6), (s_ns, s6) = atts["a"], atts["b"], atts["s"]
     # Honest members: neighbour discovery, link-local and global addresses all work.
     assert ping(pool, a_ns, b6) and ping(pool, s_ns, b6) and ping(pool, b_ns, "fd00:96::1")
+    # A forged neighbour advertisement "a's address is at s's MAC", sent from s's own
+    # address, does not change the host's neighbour entry for a.
+    bridge = names.bridge_name("v6")
+    a_mac, s_mac = frames.link_mac(a_ns), frames.link_mac(s_ns)
+    inst.sh("ping", "-c1", "-W2", a6)
+    time.sleep(1.1)
+    advert = frames.ipv6_neighbour_advert(s6, "ff02::1", a6, s_mac)
+    frames.send(
+        s_ns, "eth0", [frames.ethernet("33:33:00:00:00:01", s_mac, frames.ETH_P_IPV6, advert)]
+    )
+    time.sleep(0.2)
+    neigh = inst.sh("ip", "-6", "neigh", "show", a6, "dev", bridge).stdout
+    assert a_mac in neigh and s_mac not in neigh, neigh
     # s takes a's IPv6 address (nodad: at once): it reaches no one; a still works.
     pool.exec(s_ns, ["ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"])
     pool.exec(s_ns, ["ip", "-6", "addr", "add", f"{a6}/64", "dev", "eth0", "nodad"])
     assert not ping(pool, s_ns, b6)
     assert not ping(pool, s_ns, "fd00:96::1")
     assert ping(pool, b_ns, a6) and ping(pool, a_ns, "fd00:96::1")
-    del s6

@@ -53,6 +53,24 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
     return header + udp
 
 
+ETH_P_IPV6 = 0x86DD
+
+
+def ipv6_neighbour_advert(src: str, dst: str, target: str, target_mac: str) -> bytes:
+    """An IPv6 packet carrying an unsolicited neighbour advertisement with the override
+    flag: "target is at target_mac"."""
+    icmp = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + ipaddress.IPv6Address(target).packed
+    icmp += struct.pack("!BB", 2, 1) + mac_bytes(target_mac)  # target link-layer address
+    pseudo = (
+        ipaddress.IPv6Address(src).packed
+        + ipaddress.IPv6Address(dst).packed
+        + struct.pack("!I3xB", len(icmp), 58)
+    )
+    icmp = icmp[:2] + struct.pack("!H", _checksum(pseudo + icmp)) + icmp[4:]
+    header = struct.pack("!IHBB", 0x60000000, len(icmp), 58, 255)
+    return header + ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + icmp
+
+
 def arp(op: int, sender_mac: str, sender_ip: str, target_mac: str, target_ip: str) -> bytes:
     """op 1: request, 2: reply."""
     return struct.pack(
