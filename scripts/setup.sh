@@ -10,8 +10,8 @@ PACKAGES=(
   busybox-static runc conmon skopeo umoci docker-registry
   containernetworking-plugins dnsutils jq systemd dbus-daemon tini
 )
-# Services that packages above enable and start on install, which the project does not
-# use as services (tests start the registry binary themselves, tests/support/registry.py).
+# Services (named as their packages) that packages above enable and start on install,
+# which the project does not use as services (tests start the registry binary themselves, tests/support/registry.py).
 UNWANTED_SERVICES=(docker-registry)
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -44,9 +44,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# Leave no service enabled or running that the user did not ask for (also undoing what an
-# earlier setup left). `systemctl disable` works without a running systemd; stop needs one.
+# Leave no service enabled or running that the user did not ask for: a package this run
+# installed gets its service disabled (and stopped, had it started). A rerun leaves a
+# service alone, so one the user enabled since stays enabled. `systemctl disable` works
+# without a running systemd; stop needs one.
 for service in "${UNWANTED_SERVICES[@]}"; do
+  [[ " ${missing[*]:-} " == *" $service "* ]] || continue
   if systemctl is-enabled --quiet "$service" 2>/dev/null; then
     echo "setup: disabling $service (installed by its package, not used as a service)"
     systemctl disable --quiet "$service" 2>/dev/null || true

@@ -7,9 +7,8 @@ from __future__ import annotations
 import grp
 import os
 import stat
-import sys
 
-from support.instance import VENV_BIN, Instance, Result, assert_refused, run
+from support.instance import Instance, Result, assert_refused
 
 PROBE = (
     "import sys\n"
@@ -29,10 +28,11 @@ def unused_gid() -> int:
     return next(gid for gid in range(42000, 60000) if gid not in used)
 
 
-def as_nobody(inst: Instance, groups: int | None, *argv: str) -> Result:
-    prefix = ["setpriv", "--reuid=65534", "--regid=65534"]
-    prefix += [f"--groups={groups}"] if groups is not None else ["--clear-groups"]
-    return run(inst.in_ns([*prefix, *argv]), check=False, env=inst.env)
+CLI = ["-m", "container_runtime.cli.main"]
+
+
+def as_nobody(inst: Instance, groups: int | None, *python_args: str) -> Result:
+    return inst.as_user(list(python_args), groups=groups, check=False)
 
 
 def test_supplementary_group_members_may_use_the_api_and_others_are_refused(
@@ -45,20 +45,19 @@ def test_supplementary_group_members_may_use_the_api_and_others_are_refused(
     api = inst.run_dir / "apiserver.sock"
     info = api.stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, gid, 0o660)
-    container = str(VENV_BIN / "container")
 
     # uid 65534 with the group only as a supplementary one (its primary gid is 65534)
-    member = as_nobody(inst, gid, container, "network", "list")
+    member = as_nobody(inst, gid, *CLI, "network", "list")
     assert member.returncode == 0, member.stderr
     assert "default" in member.stdout
 
     # the same user without the group: the socket's mode refuses the connection
-    assert_refused(as_nobody(inst, None, container, "network", "list"), "permission denied")
+    assert_refused(as_nobody(inst, None, *CLI, "network", "list"), "permission denied")
 
     # and the server refuses by itself too, when the file mode would let anyone in
     os.chmod(api, 0o666)
     try:
-        outsider = as_nobody(inst, None, container, "network", "list")
+        outsider = as_nobody(inst, None, *CLI, "network", "list")
     finally:
         os.chmod(api, 0o660)
     assert_refused(outsider, "permission denied", "container group")
@@ -73,11 +72,11 @@ def test_helper_socket_is_root_only(stopped_instance: Instance) -> None:
     info = helper.stat()
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
     for groups in (None, gid):  # not even members of the API's group
-        probe = as_nobody(inst, groups, sys.executable, "-c", PROBE, str(helper), "/status")
+        probe = as_nobody(inst, groups, "-c", PROBE, str(helper), "/status")
         assert_refused(probe, "permission denied")
     os.chmod(helper, 0o666)  # the helper checks the peer itself as well
     try:
-        probe = as_nobody(inst, gid, sys.executable, "-c", PROBE, str(helper), "/status")
+        probe = as_nobody(inst, gid, "-c", PROBE, str(helper), "/status")
     finally:
         os.chmod(helper, 0o600)
     assert_refused(probe, "permission denied")

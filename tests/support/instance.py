@@ -131,16 +131,31 @@ class Instance:
     def cli(
         self, *args: str, check: bool = True, timeout: float = 120, user: str | None = None
     ) -> Result:
-        argv = [str(VENV_BIN / "container"), *args]
-        env, cwd = self.env, None
         if user is not None:
-            # The clone (and its .venv) may live in a 0700 home such as /root: run the
-            # CLI's own code from a world-readable copy with the system's python.
-            copy = readable_package_copy()
-            argv = [os.path.realpath(sys.executable), "-m", "container_runtime.cli.main", *args]
-            argv = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *argv]
-            env, cwd = {**self.env, "PYTHONPATH": str(copy)}, str(copy)
-        return run(self.in_ns(argv), check=check, timeout=timeout, env=env, cwd=cwd)
+            return self.as_user(
+                ["-m", "container_runtime.cli.main", *args], uid=user, check=check, timeout=timeout
+            )
+        argv = [str(VENV_BIN / "container"), *args]
+        return run(self.in_ns(argv), check=check, timeout=timeout, env=self.env)
+
+    def as_user(
+        self,
+        python_args: list[str],
+        uid: str = "65534",
+        groups: int | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> Result:
+        """`python PYTHON_ARGS...` as another user (gid 65534, supplementary `groups` or
+        none) in the daemons' namespace. The clone (and its .venv) may live in a 0700 home
+        such as /root: the project's code runs from a world-readable copy with the
+        system's python."""
+        copy = readable_package_copy()
+        argv = ["setpriv", f"--reuid={uid}", "--regid=65534"]
+        argv += [f"--groups={groups}"] if groups is not None else ["--clear-groups"]
+        argv += [os.path.realpath(sys.executable), *python_args]
+        env = {**self.env, "PYTHONPATH": str(copy)}
+        return run(self.in_ns(argv), check=check, timeout=timeout, env=env, cwd=str(copy))
 
     def sh(self, *argv: str, check: bool = True, timeout: float = 30) -> Result:
         """Run a command in the daemons' network namespace."""

@@ -1,4 +1,4 @@
-"""`container image` (alias `i`): pull, list, inspect, delete, load."""
+"""`container image` (alias `i`): pull, list, inspect, delete, load; `images` = `image ls`."""
 
 from __future__ import annotations
 
@@ -23,12 +23,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     pull.add_argument("--insecure", action="store_true", help="plain HTTP / no TLS verification")
     pull.set_defaults(handler=pull_command)
 
-    lister = sub.add_parser("list", aliases=["ls"], help="list images")
-    lister.add_argument(
-        "--format", choices=["table", "json"], default="table", help="output format"
-    )
-    lister.add_argument("-q", "--quiet", action="store_true", help="only references")
-    lister.set_defaults(handler=list_images)
+    # `container images` is `container image ls`, as Docker and Podman users type it.
+    for lister in (
+        sub.add_parser("list", aliases=["ls"], help="list images"),
+        commands.add_parser("images", help="list images (`image ls`)"),
+    ):
+        lister.add_argument(
+            "--format", choices=["table", "json"], default="table", help="output format"
+        )
+        lister.add_argument("-q", "--quiet", action="store_true", help="only references")
+        lister.set_defaults(handler=list_images)
 
     inspect = sub.add_parser("inspect", help="show images as JSON, one object per line")
     inspect.add_argument("references", nargs="+", metavar="REFERENCE", help="image references")

@@ -36,7 +36,7 @@ class ArgumentParser(argparse.ArgumentParser):
 GROUPS: dict[str, str] = {
     **dict.fromkeys(("system", "s"), "system"),
     **dict.fromkeys(("network", "n"), "network"),
-    **dict.fromkeys(("image", "i"), "image"),
+    **dict.fromkeys(("image", "i", "images"), "image"),
     **dict.fromkeys(
         (
             "run",
@@ -48,6 +48,7 @@ GROUPS: dict[str, str] = {
             "rm",
             "list",
             "ls",
+            "ps",
             "inspect",
             "logs",
             "exec",
