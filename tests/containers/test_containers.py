@@ -110,6 +110,7 @@ def test_image_pull_list_inspect_delete(system: System) -> None:
     assert pulled.stdout.strip() == ref
     assert "Pulling" in pulled.stderr and "Pulled" in pulled.stderr
     assert ref in inst.cli("image", "ls", "-q").stdout.split()
+    assert inst.cli("images").stdout == inst.cli("image", "ls").stdout  # Docker's spelling
     info = inst.cli("image", "inspect", ref).json()
     assert info["reference"] == ref and info["digest"].startswith("sha256:")
     assert info["config"]["Cmd"][0] == "httpd"
