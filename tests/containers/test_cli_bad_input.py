@@ -25,6 +25,7 @@ HOLD_SUBNET = "10.62.0.0/24"
 HOLD_MAC = "02:00:00:00:62:09"
 HOLDER = "holder"
 IMAGE = "{image}"  # replaced by the registry reference at run time
+HOLDER_ID = "{holder-id}"  # replaced by the holder container's id
 
 SHELL = ["a;rm -rf /", "$(id)", "`id`", "a|b", "a&&b", "a>b", "a b", "'a'", '"a"', "a*", "~root"]
 UNICODE = ["ñet", "网络", "😀", "a\u202eb", "a\u200bb", "ＡＢＣ", "é" * 10]
@@ -180,8 +181,6 @@ def _cases() -> list[tuple[str, list[str]]]:
             add(f"run-mac-{i}", "run", "-d", "--network", f"{HOLD_NET},mac={mac}", IMAGE)
     add("attach-mac-taken", "network", "attach", HOLD_NET, "--name", "mt", "--mac", HOLD_MAC)
     add("run-mac-taken", "run", "-d", "--network", f"{HOLD_NET},mac={HOLD_MAC}", IMAGE)
-    add("detach-container-owner", "network", "detach", HOLD_NET, "--name", HOLDER)
-    add("attach-container-owner", "network", "attach", HOLD_NET, "--name", HOLDER)
     add(
         "attach-netns-missing",
         "network",
@@ -263,7 +262,16 @@ def _cases() -> list[tuple[str, list[str]]]:
     add("bad-format", "network", "ls", "--format", "xml")
     add("ls-bad-format", "ls", "--format", "yaml")
     add("missing-arg", "network", "attach", HOLD_NET)
+    # Last, one at a time: if wrongly accepted these damage the holder (defect: the bare
+    # calls detach a container's interface), which nothing can undo for later cases.
+    add("attach-container-owner", "network", "attach", HOLD_NET, "--name", HOLDER)
+    add("detach-container-owner", "network", "detach", HOLD_NET, "--name", HOLDER)
+    add("attach-container-id", "network", "attach", HOLD_NET, "--name", HOLDER_ID)
+    add("detach-container-id", "network", "detach", HOLD_NET, "--name", HOLDER_ID)
     return cases
+
+
+SERIAL_TAIL = 4  # the last cases above run one at a time
 
 
 CASES = _cases()
@@ -273,15 +281,18 @@ CASES = _cases()
 class Baseline:
     system: System
     picture: dict[str, Any]
+    holder_id: str
 
 
 @pytest.fixture(scope="module")
 def baseline(system: System) -> Iterator[Baseline]:
     inst = system.inst
     inst.cli("network", "create", HOLD_NET, "--subnet", HOLD_SUBNET)
-    inst.cli("run", "-d", "--name", HOLDER, "--network", f"{HOLD_NET},mac={HOLD_MAC}", system.image)
+    holder = inst.cli(
+        "run", "-d", "--name", HOLDER, "--network", f"{HOLD_NET},mac={HOLD_MAC}", system.image
+    ).stdout.strip()
     try:
-        yield Baseline(system, audit.snapshot(inst))
+        yield Baseline(system, audit.snapshot(inst), holder)
     finally:
         inst.cli("rm", "-f", HOLDER, check=False)
         inst.cli("network", "rm", HOLD_NET, check=False)
@@ -325,15 +336,21 @@ def outcomes(baseline: Baseline) -> dict[str, Outcome]:
     inst = system.inst
 
     def call(argv: list[str]) -> Result:
-        argv = [system.image if a == IMAGE else a for a in argv]
+        values = {IMAGE: system.image, HOLDER_ID: baseline.holder_id}
+        argv = [values.get(a, a) for a in argv]
         return inst.cli(*argv, check=False, timeout=60)
 
     reference = baseline.picture
     found: dict[str, Outcome] = {}
-    for start in range(0, len(CASES), BATCH):
-        batch = CASES[start : start + BATCH]
+    head = len(CASES) - SERIAL_TAIL
+    batches = [CASES[i : min(i + BATCH, head)] for i in range(0, head, BATCH)]
+    batches += [[case] for case in CASES[head:]]
+    for batch in batches:
         results = probes.parallel([lambda a=argv: call(a) for _, argv in batch], workers=4)
-        if not audit.diff(reference, audit.snapshot(inst)):
+        # Serially again if anything changed, or was accepted (an accepted case can undo
+        # another's change in the same batch, or make it fail for the wrong reason).
+        accepted = any(r.returncode == 0 for r in results)
+        if not accepted and not audit.diff(reference, audit.snapshot(inst)):
             found.update(
                 (label, Outcome(r, [])) for (label, _), r in zip(batch, results, strict=True)
             )
