@@ -170,7 +170,8 @@ def consistency(inst: Instance) -> dict[str, int]:
             elif "prefix" in text and not any(sub.split("/")[0] in text for sub in live_subnets):
                 stale_elements += 1
 
-    mounts = mounts_under(inst.base)
+    # The run dir's netns directory is itself a mount point while the system runs.
+    mounts = [m for m in mounts_under(inst.base) if m != str(inst.run_dir / "netns")]
     live_mounts = [m for m in mounts if any(cid in m for cid in running)]
     leftover_mounts = len(mounts) - len(live_mounts)
     conmons = conmon_pids(inst)

@@ -8,6 +8,7 @@ namespaces a test made are ever targeted.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import select
@@ -18,7 +19,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
 
 from container_runtime.dataplane import nsutil
@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 ETH_P_IP = 0x0800
 ETH_P_ALL = 0x0003
+SIOCGIFHWADDR = 0x8927
 
 
 def netns_path(ns: str) -> str:
@@ -215,8 +216,20 @@ def _mac_bytes(mac: str) -> bytes:
 
 
 def link_mac(ns: str | None, ifname: str) -> str:
+    """ifname's MAC in namespace ns (an ioctl: /sys shows the namespace it was mounted in,
+    not the calling thread's)."""
+    sock = socket_in(ns, socket.SOCK_DGRAM)
+    try:
+        info = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()[:15]))
+    finally:
+        sock.close()
+    return ":".join(f"{b:02x}" for b in info[18:24])
+
+
+def link_names(ns: str | None) -> list[str]:
+    """Interface names in namespace ns."""
     with entered(ns):
-        return Path(f"/sys/class/net/{ifname}/address").read_text().strip()
+        return [name for _, name in socket.if_nameindex()]
 
 
 def ipv4_frame(
