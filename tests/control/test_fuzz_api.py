@@ -10,7 +10,9 @@ they have their own tests against a local registry.
 
 from __future__ import annotations
 
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,44 @@ def test_api_fuzz(api: Instance, op: Any) -> None:
     finally:
         session.close()
         print(f"api fuzz figures so far: {FIGURES}")
+
+
+HOSTILE = [
+    b"GET /v1/ping HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    b"POST /v1/networks HTTP/1.1\r\nContent-Length: -1\r\n\r\n{}",
+    b"POST /v1/networks HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+    b"GET /v1/ping\r\n\r\n",
+    b"\x00\xff\xfe\r\n\r\n",
+    b"GET /v1/networks/a\r\nX: y HTTP/1.1\r\n\r\n",
+    b"POST /v1/networks HTTP/1.1\r\nContent-Length: 5\r\n\r\n{bad}",
+    b"GET /v1/ping HTTP/1.1\r\n" + b"X: y\r\n" * 3000 + b"\r\n",
+]
+
+
+def test_hostile_bytes_on_the_real_sockets_stop_no_daemon(api: Instance) -> None:
+    """Both daemons that speak HTTP, the API server and the network helper, get malformed
+    requests on their own sockets; none of them dies and both still answer."""
+    from container_runtime.client import UnixClient
+
+    pids = _pids(api)
+    unreachable: list[str] = []
+    for name in ("apiserver.sock", "network-bridge.sock"):
+        for data in HOSTILE:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(2)
+            try:
+                sock.connect(str(api.run_dir / name))
+                sock.sendall(data)
+                reply = sock.recv(4096)
+                assert not reply.startswith(b"HTTP/1.1 5"), (name, data[:60], reply[:80])
+            except (TimeoutError, ConnectionResetError, BrokenPipeError):
+                pass
+            except (FileNotFoundError, ConnectionRefusedError):
+                unreachable.append(f"{name} after {data[:40]!r}")
+            finally:
+                sock.close()
+    time.sleep(0.5)
+    assert not unreachable, f"socket gone (its daemon died): {unreachable[:3]}"
+    assert _pids(api) == pids and _alive(pids), f"a daemon died: {_pids(api)} (was {pids})"
+    assert UnixClient(api.run_dir / "network-bridge.sock").request("GET", "/status") is not None
+    assert api.cli("network", "attach", "fuzz", "--name", "after-hostile").returncode == 0
