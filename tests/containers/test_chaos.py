@@ -39,6 +39,7 @@ def test_chaos_clients_and_sigkills_leave_a_consistent_world(system: System) -> 
     report = run_chaos(inst, system.image, "chaos", namespaces, KILL_POINTS, seed=10)
     print(report.summary())
     assert report.kill_points >= KILL_POINTS
+    assert all(report.kills.values()), report.kills  # each of the three daemons was hit
     assert report.ops_ok > 0, report.summary()
     assert not report.unclean_failures, "\n".join(report.unclean_failures[:20])
     assert report.counts_after_chaos == ZERO, report.summary()

@@ -10,6 +10,7 @@ they have their own tests against a local registry.
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import time
@@ -34,7 +35,7 @@ from support.unixhttp import BASE_URL, unix_session
 import container_runtime
 
 OPENAPI = Path(container_runtime.__file__).parent / "openapi.json"
-EXAMPLES = 30  # per operation, in CI
+EXAMPLES = 30 * int(os.environ.get("FUZZ_SCALE", "1"))  # per operation; more in the bench
 SKIPPED = {("POST", "/v1/images/pull")}
 DAEMONS = ("apiserver", "network-bridge", "dns")
 FIGURES = {"examples": 0, "failures": 0}

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import socket
 import struct
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,18 @@ from container_runtime.models import (
     parse_mac,
 )
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-FAST = settings(max_examples=2000, deadline=None)
+# Bounded for CI; bench/bench_safety.py raises them (FUZZ_SCALE=10: ten times as many).
+SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
+FUZZ = settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=list(HealthCheck))
+FAST = settings(max_examples=2000 * SCALE, deadline=None)
+EXAMPLES: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_examples() -> Iterator[None]:
+    yield
+    print(f"parser fuzz figures: {dict(EXAMPLES)} total {sum(EXAMPLES.values())}")
+
 
 # ------------------------------------------------------------------------- HTTP servers
 
@@ -174,6 +186,7 @@ def requests_(draw: st.DrawFn) -> tuple[bytes, bool]:
 def test_any_request_gets_an_answer_or_a_close_and_the_server_lives(
     server: tuple[str, Path], request: tuple[bytes, bool]
 ) -> None:
+    EXAMPLES["http"] += 1
     _, path = server
     data, complete = request
     got, closed = _exchange(path, data, 1.5 if complete else 0.3)
@@ -232,6 +245,7 @@ def _refused_or(fn: Any, *args: Any) -> Any:
 @example("01:00:5e:00:00:01")
 @example("00:00:00:00:00:00")
 def test_mac_parser(text: str) -> None:
+    EXAMPLES["mac"] += 1
     mac = _refused_or(parse_mac, text)
     if mac is None:
         return
@@ -274,6 +288,7 @@ FORBIDDEN_V4 = [
 @example("240.0.0.0/24")
 @example("255.255.255.0/24")
 def test_ipv4_subnet_parser(text: str) -> None:
+    EXAMPLES["subnet"] += 1
     net = _refused_or(parse_ipv4_subnet, text)
     if net is None:
         return
@@ -305,6 +320,7 @@ FORBIDDEN_V6 = [
 @example("ff02::/64")
 @example("::/64")
 def test_ipv6_subnet_parser(text: str) -> None:
+    EXAMPLES["subnet6"] += 1
     net = _refused_or(parse_ipv6_subnet, text)
     if net is None:
         return
@@ -334,6 +350,7 @@ PORT_TEXT = st.one_of(
 @example("8080:80/")
 @example("8080:80")
 def test_publish_parser(text: str) -> None:
+    EXAMPLES["publish"] += 1
     mappings = _refused_or(PortMapping.parse, text)
     if mappings is None:
         return
@@ -368,6 +385,7 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
     )
 )
 def test_network_spec_parser(text: str) -> None:
+    EXAMPLES["network_spec"] += 1
     spec = _refused_or(AttachmentSpec.parse, text)
     if spec is None:
         return
@@ -398,6 +416,7 @@ def _query_like() -> st.SearchStrategy[bytes]:
 @FAST
 @given(st.one_of(st.binary(max_size=600), _query_like()))
 def test_dns_wire_parser(data: bytes) -> None:
+    EXAMPLES["dns_wire"] += 1
     try:
         query = wire.parse_query(data)
     except wire.WireError:

@@ -128,11 +128,14 @@ def consistency(inst: Instance) -> dict[str, int]:
 
     addresses = Counter((n, a) for n, _, a, _, _, _ in atts)
     macs = Counter((n, m) for n, _, _, m, _, _ in atts)
-    # Owners: a container id/name (it must exist, and if it holds an interface, run), or a
-    # bare attachment with a namespace that still exists, or a bare allocation without one.
+    # Owners: a running container (a stopped one releases its addresses), a bare
+    # attachment whose namespace still exists, or a bare allocation without a namespace.
     no_owner = 0
     for _, owner, _, _, netns, _ in atts:
         if owner in ids or owner in names:
+            by_name = {name: cid for cid, name, _, _ in containers}
+            if by_name.get(owner, owner) not in running:
+                no_owner += 1
             continue
         if netns and not Path(netns if netns.startswith("/") else f"/run/netns/{netns}").exists():
             no_owner += 1
