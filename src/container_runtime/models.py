@@ -607,6 +607,16 @@ class DnsSettings:
     options: tuple[str, ...] = ()
 
 
+def parse_env(value: object) -> list[str]:
+    """`KEY=VALUE` entries (run, create and exec): a key, an `=`, no NUL."""
+    env = str_list(value, "env")
+    for item in env:
+        env_key, sep, _ = item.partition("=")
+        if not sep or not env_key or "\x00" in item:
+            raise InvalidArgument(f"invalid environment entry {item!r}: expected KEY=VALUE")
+    return env
+
+
 @dataclass(frozen=True)
 class ContainerConfig:
     """What `container run|create` asked for, validated; stored as JSON in its row."""
@@ -658,11 +668,7 @@ class ContainerConfig:
                 held.add(address)
         if ports and names == ["none"]:
             raise InvalidArgument("--publish needs a network (not --network none)")
-        env = str_list(body.get("env"), "env")
-        for item in env:
-            env_key, sep, _ = item.partition("=")
-            if not sep or not env_key or "\x00" in item:
-                raise InvalidArgument(f"invalid environment entry {item!r}: expected KEY=VALUE")
+        env = parse_env(body.get("env"))
         nameservers = []
         for ip in str_list(body.get("dns"), "dns"):
             try:

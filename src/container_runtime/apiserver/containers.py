@@ -38,7 +38,13 @@ from typing import Any
 from ..config import Config
 from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
-from ..models import DEFAULT_PLUGIN, ContainerConfig, str_list, validate_container_name
+from ..models import (
+    DEFAULT_PLUGIN,
+    ContainerConfig,
+    parse_env,
+    str_list,
+    validate_container_name,
+)
 from ..paths import Paths
 from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
@@ -678,7 +684,7 @@ class ContainerService:
             cid,
             str_list(body.get("args"), "args"),
             tty=bool(body.get("tty")),
-            env=str_list(body.get("env"), "env"),
+            env=parse_env(body.get("env")),
             cwd=str(body["cwd"]) if body.get("cwd") else None,
         )
         return {"argv": argv}
