@@ -498,3 +498,34 @@ def test_a_signal_to_a_foreground_run_reaches_the_container(system: System) -> N
             proc.kill()
             proc.wait()
     assert inst.cli("ls", "-a", "-q").stdout.strip() == ""
+
+
+def test_a_foreground_run_whose_api_server_dies_says_the_container_runs_on(
+    system: System,
+) -> None:
+    """17.5: the CLI says the container was started and how to find it, not only that the
+    server is not running."""
+    inst, ref = system.inst, system.image
+    proc = subprocess.Popen(
+        inst.in_ns([CONTAINER, "run", "--name", "orphaned", ref, "sh", "-c", "echo up; sleep 60"]),
+        env=inst.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "up\n"
+        server = inst.pid("apiserver")
+        assert server is not None
+        os.kill(server, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        inst.start()
+    assert proc.returncode != 0
+    assert_refused(Result(proc.returncode, "", err), "went away while container orphaned ran")
+    assert "container logs orphaned" in err
+    assert inspect(inst, "orphaned")["state"] == "running"

@@ -32,6 +32,7 @@ from ..models import (
     parse_ipv4_subnet,
     parse_ipv6_subnet,
     parse_key_values,
+    parse_mac,
     validate_container_name,
     validate_network_name,
     validate_plugin_name,
@@ -331,11 +332,14 @@ class NetworkService:
                 " starting it, not with network attach (choose another name)"
             )
         owner = validate_container_name(given)
+        mac = body.get("mac")
+        if mac is not None:  # an empty --mac is a mistake, not "generate one"
+            mac = parse_mac(str(mac))
         self.check_dns_names(owner, [name], owner=owner, what="attachment")
         request = {
             "owner": owner,
             "hostname": owner,
-            "mac": body.get("mac"),
+            "mac": mac,
             "mtu": body.get("mtu"),
             "netns": body.get("netns"),
             "strategy": body.get("strategy"),
@@ -344,6 +348,13 @@ class NetworkService:
         }
         helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
+        try:
+            # Again once committed: of an attach and a start racing for one name, the later
+            # check sees both (as container start does).
+            self.check_dns_names(owner, [name], owner=owner, what="attachment")
+        except Conflict:
+            helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
+            raise
         self.on_change(True)
         return Attachment.from_json(reply)
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..client import UnixClient
-from ..errors import ContainerError, NotFound
+from ..errors import ContainerError, NotFound, Unavailable
 from .api import api, for_each, quote
 from .image import pull_image
 from .output import dumps, table
@@ -201,12 +201,21 @@ def run_container(args: argparse.Namespace) -> int:
     client = api()
     if not args.tty:  # with a TTY, ^C is a byte for the container's terminal
         _proxy_signals(created["id"])
-    if "attach" in created:
-        from .attach import run_attached
+    try:
+        if "attach" in created:
+            from .attach import run_attached
 
-        code = run_attached(client, created, args.interactive, args.tty)
-    else:
-        code = _follow(client, created["id"], until_exit=True)
+            code = run_attached(client, created, args.interactive, args.tty)
+        else:
+            code = _follow(client, created["id"], until_exit=True)
+    except Unavailable:
+        # The container was started: say so, rather than only that the server is gone.
+        name = created.get("name") or created["id"][:12]
+        raise ContainerError(
+            f"the API server went away while container {name} ran in the foreground; the"
+            f" container keeps running: check it with `container ls -a` and `container logs"
+            f" {name}` once the server is back (`container system start`)"
+        ) from None
     if args.rm:
         try:
             client.request("DELETE", f"/v1/containers/{created['id']}?force=1")
