@@ -44,7 +44,7 @@ from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.spec import BindMount
 from ..state import Database
-from . import recovery
+from . import endpoints, recovery
 from .container_routes import register_routes
 from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
@@ -157,21 +157,7 @@ class ContainerService:
     # -- JSON views ---------------------------------------------------------------------------
 
     def _attachments(self, conn: sqlite3.Connection, cid: str) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for r in conn.execute("SELECT * FROM attachments WHERE owner = ?", (cid,)):
-            item: dict[str, Any] = {
-                "network": r["network"],
-                "hostname": r["hostname"],
-                "address": f"{ipaddress.IPv4Address(r['address'])}/{r['prefixlen']}",
-                "gateway": r["gateway"],
-                "macAddress": r["mac"],
-                "mtu": r["mtu"],
-                "interface": r["interface"],
-            }
-            if r["ipv6"]:
-                item["ipv6Address"] = r["ipv6"]
-            out[r["network"]] = item
-        return out
+        return endpoints.shown(conn, cid)
 
     def _to_json(self, conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
         cfg = json.loads(row["config"])
@@ -420,6 +406,9 @@ class ContainerService:
                 )
                 attached.append((plugin, spec["network"]))
                 atts.append(reply)
+            with self.db.write() as conn:  # the record inspect and DNS read: before any reply
+                for plugin, reply in zip(plugins, atts, strict=True):
+                    endpoints.record(conn, plugin, reply, cid)
             # After the attachments are committed: of two racing starts, the later check
             # sees both, so two live containers never answer to one DNS name.
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
@@ -494,6 +483,10 @@ class ContainerService:
         published: str | None,
         sandbox: tuple[str, str] | None,
     ) -> None:
+        if attached:  # forgotten first: a helper call that fails leaves a helper-side
+            # orphan, released by the next start's reconciliation, never a stale name
+            with self.db.write() as conn:
+                endpoints.forget(conn, cid, [network for _, network in attached])
         steps: list[tuple[str, str, str]] = []
         if published:
             steps.append((published, "DELETE", f"/portforwards/{cid}"))
@@ -511,18 +504,11 @@ class ContainerService:
 
     def _release(self, cid: str, cfg: dict[str, Any]) -> None:
         """Free everything networking holds for a container (idempotent)."""
-        attached = []
         with self.db.read() as conn:
-            held = {
-                r[0]
-                for r in conn.execute("SELECT network FROM attachments WHERE owner = ?", (cid,))
-            }
-            ports = conn.execute(
-                "SELECT 1 FROM port_forwards WHERE owner = ? LIMIT 1", (cid,)
-            ).fetchone()
-        for spec in cfg["networks"]:
-            if spec["network"] in held:
-                attached.append((self._plugin(spec["network"]), spec["network"]))
+            attached = endpoints.held(conn, cid)
+        # Ports are published after the attachments and unpublished before them: with no
+        # attachment left there is no port left (or the helper's reconciliation drops it).
+        ports = bool(cfg.get("ports")) and bool(attached)
         sb_plugin = self._sandbox_plugin(cfg)
         self._undo(cid, attached, sb_plugin if ports else None, (sb_plugin, ""))
         notify_dns(self.paths.run_dir)

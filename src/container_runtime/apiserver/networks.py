@@ -1,7 +1,8 @@
 """The network resource in the API server: create, list, inspect, delete, prune, attach.
 
 The API server owns the `networks` table; the plugin's helper realises each
-network and owns its attachments.  A network row is committed before its helper
+network and allocates its attachments, which the API server records in `endpoints`
+(endpoints.py) and counts from there.  A network row is committed before its helper
 is asked to build it, and the helper builds every committed network at start, so
 a crash in between converges.
 """
@@ -38,6 +39,7 @@ from ..models import (
 )
 from ..network.plugins import find_plugin
 from ..state import Database
+from . import endpoints
 from .dnsnames import check_dns_names
 from .helpers import HelperClient
 from .hostroutes import host_routes
@@ -87,7 +89,7 @@ class NetworkService:
         }
         bare = [
             r[0]
-            for r in conn.execute("SELECT owner FROM attachments WHERE network = ?", (name,))
+            for r in conn.execute("SELECT owner FROM endpoints WHERE network = ?", (name,))
             if r[0] not in ids
         ]
         return sorted(containers) + sorted(bare)
@@ -344,6 +346,8 @@ class NetworkService:
         }
         helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
+        with self.db.write() as conn:  # the record inspect and DNS read: before the reply
+            endpoints.record(conn, config.plugin, reply, owner)
         self.on_change(True)
         return Attachment.from_json(reply)
 
@@ -355,8 +359,8 @@ class NetworkService:
             # would hand its address to the next one while inspect still shows it.
             row = conn.execute(
                 "SELECT c.name FROM containers c WHERE c.id = ? OR (c.name = ? AND EXISTS"
-                " (SELECT 1 FROM attachments a WHERE a.network = ? AND a.owner = c.id)"
-                " AND NOT EXISTS (SELECT 1 FROM attachments b WHERE b.network = ?"
+                " (SELECT 1 FROM endpoints a WHERE a.network = ? AND a.owner = c.id)"
+                " AND NOT EXISTS (SELECT 1 FROM endpoints b WHERE b.network = ?"
                 " AND b.owner = ?))",
                 (owner, owner, name, name, owner),
             ).fetchone()
@@ -365,6 +369,8 @@ class NetworkService:
                 f"the attachment to network {name} belongs to container {row[0]}: network"
                 f" detach only releases bare attachments (stop or remove container {row[0]})"
             )
+        with self.db.write() as conn:  # forgotten first: see endpoints.py
+            endpoints.forget(conn, owner, [name])
         helper = self.helper_for(config.plugin)
         reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
         self.on_change(True)
@@ -404,7 +410,7 @@ class NetworkService:
     def _user_count(self, conn: sqlite3.Connection, name: str) -> int:
         """How many containers and bare attachments use a network (counted in SQL)."""
         row = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT owner FROM attachments WHERE network = :n"
+            "SELECT COUNT(*) FROM (SELECT owner FROM endpoints WHERE network = :n"
             " UNION SELECT c.id FROM containers c, json_each(c.config, '$.networks') j"
             " WHERE json_extract(j.value, '$.network') = :n)",
             {"n": name},
@@ -416,7 +422,7 @@ class NetworkService:
             rows = conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
             counts = dict(
                 conn.execute(
-                    "SELECT network, COUNT(*) FROM (SELECT network, owner FROM attachments"
+                    "SELECT network, COUNT(*) FROM (SELECT network, owner FROM endpoints"
                     " UNION SELECT json_extract(j.value, '$.network'), c.id"
                     " FROM containers c, json_each(c.config, '$.networks') j) GROUP BY network"
                 ).fetchall()

@@ -54,6 +54,9 @@ class SupervisedProcess:
     # readiness and liveness of a helper without an HTTP socket (True = serving; called
     # with a timeout in seconds); None = ready at once, never pinged
     probe: Callable[[float], bool] | None = None
+    # run after a restarted instance answers and before callers waiting for it go on
+    # (the API server re-reads what a helper's reconciliation released)
+    on_restart: Callable[[], None] | None = None
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     last_restart_reason: str | None = None
@@ -168,6 +171,11 @@ class Supervisor:
             started = time.monotonic()
             if self._wait_ready(proc, READY_TIMEOUT):
                 proc.last_answer = time.monotonic()
+                if proc.restarts and proc.on_restart is not None:
+                    try:
+                        proc.on_restart()
+                    except Exception as exc:
+                        log.warning(f"container-apiserver: after restarting {proc.name}: {exc}")
                 proc.hung_reason = proc.hung_pid = None
                 proc.ready.set()
                 log.info(f"container-apiserver: {proc.name} running (pid {proc.pid})")
