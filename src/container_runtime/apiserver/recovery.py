@@ -99,6 +99,8 @@ def reconcile(svc: ContainerService) -> None:
     sync_endpoints(svc)
     with svc.db.read() as conn:
         rows = {r[0] for r in conn.execute("SELECT id FROM containers")}
+        running = [r[0] for r in conn.execute("SELECT id FROM containers WHERE state = 'running'")]
+    _orphan_sandboxes(svc, running)
     for cid in svc.runtime.list_ids():
         if ID_RE.match(cid) and cid not in rows:
             try:
@@ -163,10 +165,19 @@ def sync_endpoints(svc: ContainerService) -> None:
             log.info(f"container-apiserver: released the attachment of {owner[:12]} to {network}")
         except Exception as exc:
             log.warning(f"container-apiserver: releasing {owner[:12]} on {network} failed: {exc}")
+
+
+def _orphan_sandboxes(svc: ContainerService, running: list[str]) -> None:
+    """Remove the sandboxes (network namespaces) of containers not running."""
+    keep = {svc.sandboxes.path(cid).name for cid in running}
+    for name in svc.sandboxes.names():
+        if name in keep:
+            continue
         try:
-            helper.request("DELETE", f"/sandboxes/{owner}")
-        except Exception as exc:
-            log.warning(f"container-apiserver: removing the sandbox of {owner[:12]}: {exc}")
+            svc.sandboxes.delete_named(name)
+            log.info(f"container-apiserver: removed the orphan sandbox {name}")
+        except OSError as exc:
+            log.warning(f"container-apiserver: removing the sandbox {name} failed: {exc}")
 
 
 def unmount_netns_dir(netns_dir: Path) -> None:
