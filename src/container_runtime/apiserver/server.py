@@ -25,6 +25,7 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..network.plugins import find_plugin
 from ..paths import Paths
 from ..peercred import access_group
+from ..plugin.protocol import ProtocolError, StatusReply, check_protocol
 from ..state import Database
 from . import endpoints
 from .containers import ContainerService, register_routes
@@ -71,6 +72,12 @@ class ApiServer:
                 )
             )
             client = HelperClient(plugin, socket, self.supervisor.processes[f"network-{plugin}"])
+            try:  # the handshake: a helper speaking another protocol version is refused
+                status = StatusReply.from_json(client.request("GET", "/status"))
+                check_protocol(plugin, status.protocol, "its GET /status")
+            except ProtocolError:
+                self.supervisor.stop(f"network-{plugin}")
+                raise
             self.helpers[plugin] = client
             return client
 

@@ -274,6 +274,20 @@ class Supervisor:
         proc = self.processes.get(name)
         return proc is not None and proc.ready.wait(timeout)
 
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        """Stop one process for good (a plugin helper the API server refuses)."""
+        with self.lock:
+            proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        proc.stopping = True
+        if proc.process is not None and proc.process.poll() is None:
+            terminate(proc.process.pid, timeout)
+            proc.process.wait()
+        proc.pidfile.unlink(missing_ok=True)
+        if proc.socket is not None:
+            proc.socket.unlink(missing_ok=True)
+
     def stop_all(self, timeout: float = 10.0) -> None:
         self._stop.set()
         for proc in list(self.processes.values()):

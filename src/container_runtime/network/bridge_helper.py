@@ -25,6 +25,7 @@ from ..errors import ConfigError, Conflict, ContainerError, InvalidArgument, Not
 from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
+from ..plugin.protocol import PROTOCOL_VERSION
 from ..state import Database
 from .allocator import Allocator
 
@@ -254,6 +255,7 @@ def build_router(helper: BridgeHelper) -> Router:
         return 200, {
             "plugin": PLUGIN,
             "version": VERSION,
+            "protocol": PROTOCOL_VERSION,
             "pid": os.getpid(),
             "strategies": ["veth", "tap"],
             "networks": [c.name for c in helper.all_networks()],
