@@ -12,7 +12,6 @@ record from each helper's list of attachments (`GET /networks/{name}/attachments
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import sqlite3
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..plugin.protocol import parse_attachment
 from ..state import Database
 
 log = logging.getLogger("container-apiserver")
@@ -33,20 +33,21 @@ def _now() -> str:
 
 
 def record(conn: sqlite3.Connection, plugin: str, reply: dict[str, Any], owner: str) -> None:
-    """Insert or replace the endpoint for a helper's attach reply (inside a transaction)."""
-    address = int(ipaddress.IPv4Interface(str(reply["address"])).ip)
+    """Insert or replace the endpoint for a helper's attach reply (inside a transaction);
+    a malformed reply is a ProtocolError naming the plugin, and records nothing."""
+    attachment = parse_attachment(plugin, reply)
     conn.execute(
         "INSERT INTO endpoints(network, owner, plugin, hostname, address, ipv6, attachment,"
         " created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(network, owner) DO UPDATE SET"
         " plugin = excluded.plugin, hostname = excluded.hostname, address = excluded.address,"
         " ipv6 = excluded.ipv6, attachment = excluded.attachment",
         (
-            str(reply["network"]),
+            attachment.network,
             owner,
             plugin,
-            str(reply["hostname"]),
-            address,
-            str(reply["ipv6Address"]) if reply.get("ipv6Address") else None,
+            attachment.hostname,
+            int(attachment.address.ip),
+            str(attachment.ipv6_address) if attachment.ipv6_address else None,
             json.dumps(reply, sort_keys=True),
             _now(),
         ),
