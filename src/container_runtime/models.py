@@ -29,7 +29,11 @@ MIN_MTU = 1280
 MAX_MTU = 65535
 IPV4_PREFIX_RANGE = (8, 29)
 IPV6_PREFIX_RANGE = (64, 120)
-BRIDGE_OPTIONS = {"variant": ("shared", "isolated")}
+BRIDGE_OPTIONS = {
+    "variant": ("shared", "isolated"),
+    "spoofcheck": ("on", "off"),  # anti-spoofing on member ports (docs/NETWORKING.md)
+    "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
+}
 ATTACHMENT_PROPERTIES = ("mac", "mtu")
 
 
@@ -479,17 +483,21 @@ class AttachmentRequest:
 
 
 PROTOCOLS = ("tcp", "udp")
-MAX_PORT_RANGE = 1000
+MAX_PORT_RANGE = 65535  # one nft map element per port
+MAX_PUBLISH_SPECS = 64
 
 
 @dataclass(frozen=True)
 class PortMapping:
-    """One published port: host [ip:]port -> container port, tcp or udp."""
+    """One published port: host [ip:]port -> container port, tcp or udp.
+
+    No host IP: every host address, IPv4 and (when the container has one) IPv6.
+    """
 
     host_port: int
     container_port: int
     protocol: str = "tcp"
-    host_ip: ipaddress.IPv4Address | None = None
+    host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
     def __post_init__(self) -> None:
         for port in (self.host_port, self.container_port):
@@ -513,25 +521,45 @@ class PortMapping:
             host_port=int(data["hostPort"]),
             container_port=int(data["containerPort"]),
             protocol=str(data.get("protocol") or "tcp"),
-            host_ip=ipaddress.IPv4Address(ip) if ip else None,
+            host_ip=ipaddress.ip_address(ip) if ip else None,
         )
 
     @staticmethod
     def parse(text: str) -> list[PortMapping]:
-        """`[HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|udp]` -> one mapping per port."""
-        bad = f"invalid publish spec {text!r}: expected [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"
+        """`[HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|udp]` -> one mapping per port;
+        an IPv6 HOSTIP in brackets (`[::]:8080:80`)."""
+        bad = (
+            f"invalid publish spec {text!r}: expected "
+            "[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (IPv6 host IP in brackets)"
+        )
         spec, slash, proto = text.partition("/")
-        proto = proto if slash else "tcp"  # "8080:80/" names no protocol: refused
+        proto = proto.lower() if slash else "tcp"  # "8080:80/" names no protocol: refused
         if proto not in PROTOCOLS:
             raise InvalidArgument(f"invalid publish spec {text!r}: protocol must be tcp or udp")
-        parts = spec.split(":")
-        host_ip: ipaddress.IPv4Address | None = None
-        if len(parts) == 3:
+        host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        if spec.startswith("["):
+            inside, sep, rest = spec[1:].partition("]")
+            if not sep or not rest.startswith(":"):
+                raise InvalidArgument(bad)
             try:
-                host_ip = ipaddress.IPv4Address(parts[0])
+                host_ip = ipaddress.IPv6Address(inside)
             except ValueError:
-                raise InvalidArgument(f"{bad} (bad host IP {parts[0]!r})") from None
-            parts = parts[1:]
+                raise InvalidArgument(f"{bad} (bad IPv6 host IP {inside!r})") from None
+            if host_ip.is_loopback:
+                raise InvalidArgument(
+                    f"invalid publish spec {text!r}: cannot publish on [::1], the kernel does"
+                    " not forward IPv6 loopback traffic to a container (use [::] or a host"
+                    " address)"
+                )
+            parts = rest[1:].split(":")
+        else:
+            parts = spec.split(":")
+            if len(parts) == 3:
+                try:
+                    host_ip = ipaddress.IPv4Address(parts[0])
+                except ValueError:
+                    raise InvalidArgument(f"{bad} (bad host IP {parts[0]!r})") from None
+                parts = parts[1:]
         if len(parts) != 2:
             raise InvalidArgument(bad)
         host = _parse_port_range(parts[0], bad)
@@ -608,14 +636,26 @@ class ContainerConfig:
             twice = next(n for n in names if names.count(n) > 1)
             raise InvalidArgument(f"network {twice} given twice")
         ports: list[PortMapping] = []
-        for text in str_list(body.get("publish"), "publish"):
+        publish = str_list(body.get("publish"), "publish")
+        if len(publish) > MAX_PUBLISH_SPECS:
+            raise InvalidArgument(
+                f"too many --publish options ({len(publish)}): at most {MAX_PUBLISH_SPECS}"
+                " per container (use a port range such as 8000-8999:8000-8999)"
+            )
+        for text in publish:
             ports.extend(PortMapping.parse(text))
-        keys: set[tuple[str, int, str]] = set()
+        # (protocol, port, IP version) -> host addresses ("" = all of that version)
+        keys: dict[tuple[str, int, int], set[str]] = {}
         for p in ports:
-            key = (p.protocol, p.host_port, str(p.host_ip or ""))
-            if key in keys:
-                raise InvalidArgument(f"host port {p.host_port}/{p.protocol} is published twice")
-            keys.add(key)
+            unspecified = p.host_ip is None or p.host_ip.is_unspecified
+            for version in (4, 6) if p.host_ip is None else (p.host_ip.version,):
+                held = keys.setdefault((p.protocol, p.host_port, version), set())
+                address = "" if unspecified else str(p.host_ip)
+                if held and ("" in held or address == "" or address in held):
+                    raise InvalidArgument(
+                        f"host port {p.host_port}/{p.protocol} is published twice"
+                    )
+                held.add(address)
         if ports and names == ["none"]:
             raise InvalidArgument("--publish needs a network (not --network none)")
         env = str_list(body.get("env"), "env")

@@ -125,6 +125,7 @@ def test_real_helper_replies_match_the_schema(instance: Instance) -> None:
                     "hostPort": 18473,
                     "containerIP": attached["address"].split("/")[0],
                     "containerPort": 80,
+                    "count": 2,
                 }
             ]
         }

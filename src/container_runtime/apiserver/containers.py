@@ -332,6 +332,8 @@ class ContainerService:
                     return self.get(cid)
                 raise Conflict(f"container {name} is already running")
             cfg = json.loads(row["config"])
+            # A name taken meanwhile is a refusal: the container stays as it was.
+            self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
             try:
                 self._start_locked(cid, name, row["image"], cfg, attach)
             except BaseException:
@@ -414,7 +416,7 @@ class ContainerService:
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
-                forwards = [{**p, "containerIP": primary_ip} for p in cfg["ports"]]
+                forwards = port_runs([{**p, "containerIP": primary_ip} for p in cfg["ports"]])
                 published = plugins[0]
                 self.helper_for(plugins[0]).request(
                     "PUT", f"/portforwards/{cid}", {"forwards": forwards}
@@ -770,3 +772,20 @@ def _signal_number(sig: str | int) -> int:
     except ValueError:
         raise InvalidArgument(f"unknown signal {sig!r}") from None
     return number
+
+
+def port_runs(forwards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive ports as one entry with a `count` (a 65535-port range fits a request)."""
+    out: list[dict[str, Any]] = []
+    for f in forwards:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and all(last.get(k) == f.get(k) for k in ("hostIP", "protocol", "containerIP"))
+            and last["hostPort"] + last["count"] == f["hostPort"]
+            and last["containerPort"] + last["count"] == f["containerPort"]
+        ):
+            last["count"] += 1
+        else:
+            out.append({**f, "count": 1})
+    return out

@@ -24,7 +24,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ..errors import Conflict, ContainerError, InvalidArgument
 from ..models import Attachment, NetworkConfiguration
 from . import names, nsutil, rtnl
-from .firewall import Nft, PortForward, build_ruleset, element_script
+from .antispoof import GuardedPort
+from .firewall import PortForward
+from .tables import Tables
 
 IFA_F_NODAD = 0x02
 TUNSETIFF = 0x400454CA
@@ -59,7 +61,7 @@ class LinuxDataPlane:
         self._home_fd = nsutil.current_netns_fd()
         self._ipr = IPRoute()
         self._rtnl = rtnl.Rtnl()  # hot path: batched requests
-        self._nft: Nft | None = None
+        self._tables: Tables | None = None
         self._bridge_index: dict[str, int] = {}
         self._shared_dir_done = False
         # Background deletion of veths/TAPs (kernel RCU waits cost ~30 ms each).
@@ -78,6 +80,8 @@ class LinuxDataPlane:
             self._deleter.join()
             self._deleter = None
         self._rtnl.close()
+        if self._tables is not None:
+            self._tables.close()
         for ipr in (self._ipr, self._deleter_ipr):
             if ipr is not None:
                 ipr.close()
@@ -148,6 +152,7 @@ class LinuxDataPlane:
                 if mtu is not None and link.get_attr("IFLA_MTU") != mtu:
                     self._ipr.link("set", index=index, mtu=mtu)
                 self._sync_addresses(index, config)
+                self._rtnl.batch([rtnl.bridge_no_linklocal_learn(index)])
                 # Lets the host reach published ports on 127.0.0.1 (DNAT to a member).
                 _write_sysctl(_sysctl_path("ipv4", "conf", name, "route_localnet"), "1")
                 self._ipr.link("set", index=index, state="up")
@@ -203,42 +208,41 @@ class LinuxDataPlane:
                 raise Conflict(f"link {bridge} is not a bridge of ours; not deleting it")
             self._delete_link_now(bridge)
 
-    # ----------------------------------------------------------------- firewall
+    # ----------------------------------------------------------------- firewall (tables.py)
 
-    def _firewall(self) -> Nft:
-        if self._nft is None:
-            self._nft = Nft()
-        return self._nft
+    def _firewall(self) -> Tables:
+        with self._lock:
+            if self._tables is None:
+                self._tables = Tables()  # opened here: bound to our namespace
+            return self._tables
 
     def sync_firewall(
         self,
         networks: list[tuple[NetworkConfiguration, str]],
         port_forwards: list[PortForward],
+        guarded: list[GuardedPort] | None = None,
     ) -> None:
-        """Replace table inet container in one atomic batch; with nothing to hold, remove it."""
-        script = build_ruleset(networks, port_forwards)
-        with self._lock:
-            self._firewall().run(script)
+        """Replace our nft tables in one atomic batch; with nothing to hold, remove them."""
+        self._firewall().sync(networks, port_forwards, guarded)
+
+    def firewall_intact(self) -> bool:
+        """False when someone else flushed or deleted (parts of) our tables."""
+        return self._tables is None or self._tables.intact()
+
+    def guard_port(self, port: GuardedPort) -> None:
+        """Let one attachment's port send from its own MAC and addresses only (called
+        before the port exists: its first frame is already checked)."""
+        self._firewall().guard_port(port)
+
+    def unguard_port(self, port: GuardedPort) -> None:
+        self._firewall().unguard_port(port)
 
     def add_port_forwards(self, port_forwards: list[PortForward]) -> None:
         """Add map elements to the existing table (after a sync_firewall); one batch."""
-        if port_forwards:
-            with self._lock:
-                self._firewall().run(element_script("add", port_forwards))
+        self._firewall().add_port_forwards(port_forwards)
 
     def remove_port_forwards(self, port_forwards: list[PortForward]) -> None:
-        if not port_forwards:
-            return
-        with self._lock:
-            try:
-                self._firewall().run(element_script("delete", port_forwards))
-            except ContainerError:
-                # One missing element fails the whole batch: delete one by one, ignore absent.
-                for pf in port_forwards:
-                    try:
-                        self._firewall().run(element_script("delete", [pf]))
-                    except ContainerError:
-                        pass
+        self._firewall().remove_port_forwards(port_forwards)
 
     # ----------------------------------------------------------------- attachments
 

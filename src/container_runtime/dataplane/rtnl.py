@@ -40,6 +40,8 @@ VETH_INFO_PEER = 1
 IFLA_INFO_SLAVE_DATA = 5
 IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_BRPORT_ISOLATED = 33
+IFLA_BR_MULTI_BOOLOPT = 46
+BR_BOOLOPT_NO_LL_LEARN = 0
 IFLA_AF_SPEC = 26
 AF_INET6 = 10
 IFLA_INET6_ADDR_GEN_MODE = 8
@@ -140,6 +142,18 @@ def mark_port(ifname: str, alias: str, isolated: bool) -> tuple[int, int, bytes]
         + attr(IFLA_LINKINFO | NLA_F_NESTED, attr(IFLA_INFO_SLAVE_DATA | NLA_F_NESTED, slave))
     )
     return RTM_NEWLINK, 0, body
+
+
+def bridge_no_linklocal_learn(index: int) -> tuple[int, int, bytes]:
+    """Stop a bridge learning source MACs from link-local frames (01:80:c2:00:00:0X).
+
+    Those skip the bridge prerouting hook where anti-spoofing checks the source MAC; all
+    other frames are learnt only after that check.
+    """
+    bit = 1 << BR_BOOLOPT_NO_LL_LEARN
+    opt = attr(IFLA_BR_MULTI_BOOLOPT, struct.pack("=II", bit, bit))
+    info = attr_str(IFLA_INFO_KIND, "bridge") + attr(IFLA_INFO_DATA | NLA_F_NESTED, opt)
+    return RTM_NEWLINK, 0, ifinfo(index=index) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
 
 
 def no_link_local(ifname: str = "", index: int = 0) -> tuple[int, int, bytes]:

@@ -36,6 +36,8 @@ class NetworkInfo:
     gateway6: IPv6 | None
     subnet4: ipaddress.IPv4Network | None
     subnet6: ipaddress.IPv6Network | None
+    # an internal network's members get their own names only (option dns-forward=on: all)
+    forward: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,10 @@ def _network_info(name: str, config_text: str) -> NetworkInfo:
             gw6 = sub6.network_address + 1
     except ValueError:
         log.warning("network %s: unusable IPv6 configuration", name)
-    return NetworkInfo(name, gw4, gw6, sub4, sub6)
+    options = config.get("options")
+    options = options if isinstance(options, dict) else {}
+    forward = config.get("mode") != "internal" or options.get("dns-forward") == "on"
+    return NetworkInfo(name, gw4, gw6, sub4, sub6, forward)
 
 
 Key = tuple[str, str]  # (network, owner): one attachment

@@ -4,7 +4,8 @@ Owns: the UDP/TCP listeners (each network's gateway, port 53, bound with FREEBIN
 they can exist before the bridge address; 127.0.0.1:2053 for the host), the control
 socket `$CONTAINER_RUN_DIR/dns.ctl` (reload + acknowledgement), the periodic
 `PRAGMA data_version` poll, per-source rate limiting, and the choice between a
-precomputed local answer, NXDOMAIN and forwarding.  Rate limiting: ratelimit.py.
+precomputed local answer, NXDOMAIN and forwarding (never for an `--internal`
+network unless it has `dns-forward=on`: REFUSED).  Rate limiting: ratelimit.py.
 
 Hot path: one non-blocking UDP socket per address drained in a tight recvfrom/sendto
 loop; a question matching a precomputed (name, qtype, scope) answer is served by
@@ -388,6 +389,11 @@ class DNSServer:
             if snapshot.domain and query.qname == snapshot.domain:
                 return wire.response(query, wire.RCODE_NOERROR)
             return wire.response(query, wire.RCODE_NXDOMAIN)
+        if listener.network is not None:
+            info = snapshot.networks.get(listener.network)
+            if info is not None and not info.forward:
+                # An internal network must not reach the outside, not even through DNS.
+                return wire.response(query, wire.RCODE_REFUSED)
         if sock is None:
             return self.forwarder.resolve(query, data, tcp=True)
 

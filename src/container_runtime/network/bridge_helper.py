@@ -3,20 +3,20 @@
 Owns allocation (IP, MAC, gateway) for its networks and their data plane: the
 only process that changes links, addresses, routes, namespaces and nft rules.
 It keeps nothing in memory that it cannot rebuild: at start it reconciles the
-kernel with the state database.  Protocol: docs/PLUGINS.md.
+kernel with the state database, and a watch thread puts our nft tables back when
+someone else flushed or deleted them.  Published ports: ports.py.  Protocol:
+docs/PLUGINS.md.
 """
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from ..config import load_config
@@ -27,22 +27,23 @@ from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
 from ..plugin.protocol import PROTOCOL_VERSION
 from ..state import Database
+from . import ports
 from .allocator import Allocator
 
 PLUGIN = "bridge"
+WATCH_INTERVAL = 0.5  # s between checks that our nft tables are still there
 VERSION = "0.1.0"
 log = logging.getLogger("container-network-bridge")
 
 
 class BridgeHelper:
     def __init__(self, paths: Paths, db: Database, domain: str | None, mtu: int) -> None:
-        from ..dataplane import LinuxDataPlane, PortForward  # kernel libraries: helper only
+        from ..dataplane import LinuxDataPlane  # kernel libraries: helper only
 
         self.paths = paths
         self.db = db
         self.allocator = Allocator(db, domain, mtu, PLUGIN)
         self.dataplane = LinuxDataPlane(paths.netns_dir)
-        self.port_forward_type = PortForward
         # Kernel changes of one kind are serialised; allocation itself is serialised by the
         # database's write lock, so attaches to different networks overlap only in netlink.
         self.firewall_lock = threading.Lock()
@@ -71,10 +72,34 @@ class BridgeHelper:
         return [c for c in configs if c.plugin == PLUGIN]
 
     def sync_firewall(self) -> None:
-        networks = [(c, self.dataplane.bridge_name(c.name)) for c in self.all_networks()]
-        forwards = self.port_forward_rows()
+        # Read inside the lock: an attach that adds its port's elements after this read
+        # must not be overwritten by a rebuild from an older read.
         with self.firewall_lock:
-            self.dataplane.sync_firewall(networks, forwards)
+            configs = self.all_networks()
+            networks = [(c, self.dataplane.bridge_name(c.name)) for c in configs]
+            guarded_networks = {c.name for c in configs if spoofcheck(c)}
+            guarded = [
+                port
+                for att in self.allocator.list()
+                if att.network in guarded_networks and (port := guarded_port(att)) is not None
+            ]
+            self.dataplane.sync_firewall(networks, self.port_forward_rows(), guarded)
+
+    def watch_firewall(self, stop: threading.Event, interval: float = WATCH_INTERVAL) -> None:
+        """Put our nft tables back when someone flushed or deleted them (checked every
+        `interval` s; a check is one netlink round trip unless the ruleset changed)."""
+        while not stop.wait(interval):
+            try:
+                if self.dataplane.firewall_intact():
+                    continue
+                began = time.monotonic()
+                self.sync_firewall()
+                log.warning(
+                    "container-network-bridge: our nftables tables were changed or removed by"
+                    f" someone else; restored in {(time.monotonic() - began) * 1000:.0f} ms"
+                )
+            except Exception as exc:  # noqa: BLE001 - the watcher must keep watching
+                log.error(f"container-network-bridge: cannot restore the firewall: {exc}")
 
     def create_network(self, config: NetworkConfiguration) -> str:
         self.configs.pop(config.name, None)
@@ -109,7 +134,11 @@ class BridgeHelper:
             return attachment
         if not created and self.allocator.host_ifname(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
+        port = guarded_port(attachment) if spoofcheck(config) else None
         try:
+            if port is not None:  # before the link exists: its first frame is checked
+                with self.firewall_lock:
+                    self.dataplane.guard_port(port)
             host_ifname = self.dataplane.attach(
                 attachment,
                 self.dataplane.bridge_name(config.name),
@@ -120,6 +149,9 @@ class BridgeHelper:
             )
         except BaseException:
             self.allocator.release(config.name, request.owner)
+            if port is not None:
+                with self.firewall_lock:
+                    self.dataplane.unguard_port(port)
             raise
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
         return attachment
@@ -129,6 +161,10 @@ class BridgeHelper:
         attachment = self.allocator.release(network, owner)  # committed before the kernel work
         if host_ifname:
             self.dataplane.detach(host_ifname)
+        port = guarded_port(attachment)
+        if port is not None and spoofcheck(self.network_config(network)):
+            with self.firewall_lock:
+                self.dataplane.unguard_port(port)
         return attachment
 
     # -- published ports ------------------------------------------------------------------
@@ -136,59 +172,15 @@ class BridgeHelper:
     def port_forward_rows(self) -> list[Any]:
         with self.db.read() as conn:
             rows = conn.execute("SELECT * FROM port_forwards").fetchall()
-        return [
-            self.port_forward_type(
-                protocol=r["protocol"],
-                host_ip=ipaddress.IPv4Address(r["host_ip"]) if r["host_ip"] else None,
-                host_port=r["host_port"],
-                container_ip=ipaddress.IPv4Address(r["container_ip"]),
-                container_port=r["container_port"],
-            )
-            for r in rows
-        ]
+        return [ports.row_forward(r) for r in rows]
 
     def publish(self, owner: str, forwards: list[dict[str, Any]]) -> None:
         """Record and apply an owner's published ports; refuse ports taken by anyone."""
-        wanted = [
-            self.port_forward_type(
-                protocol=str(f["protocol"]),
-                host_ip=ipaddress.IPv4Address(f["hostIP"]) if f.get("hostIP") else None,
-                host_port=int(f["hostPort"]),
-                container_ip=ipaddress.IPv4Address(f["containerIP"]),
-                container_port=int(f["containerPort"]),
-            )
-            for f in forwards
-        ]
-        with self.db.write() as conn:
-            for fwd in wanted:
-                ip = str(fwd.host_ip) if fwd.host_ip else ""
-                holder = conn.execute(
-                    "SELECT owner FROM port_forwards WHERE protocol = ? AND host_port = ?"
-                    " AND owner != ? AND (host_ip = ? OR host_ip = '' OR ? = '')",
-                    (fwd.protocol, fwd.host_port, owner, ip, ip),
-                ).fetchone()
-                if holder is not None:
-                    raise Conflict(
-                        f"host port {fwd.host_port}/{fwd.protocol} is already published by "
-                        f"container {holder['owner'][:12]}"
-                    )
-                if port_in_use(fwd.protocol, fwd.host_port, ip):
-                    raise Conflict(
-                        f"host port {fwd.host_port}/{fwd.protocol} is already in use on this host"
-                    )
-            conn.execute("DELETE FROM port_forwards WHERE owner = ?", (owner,))
-            for fwd in wanted:
-                conn.execute(
-                    "INSERT INTO port_forwards VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        owner,
-                        fwd.protocol,
-                        str(fwd.host_ip) if fwd.host_ip else "",
-                        fwd.host_port,
-                        str(fwd.container_ip),
-                        fwd.container_port,
-                    ),
-                )
+        ipv6 = {
+            str(att.address.ip): att.ipv6_address.ip if att.ipv6_address else None
+            for att in self.allocator.list(owner=owner)
+        }
+        ports.record(self.db, owner, ports.wanted_forwards(ipv6, forwards))
         try:
             self.sync_firewall()
         except BaseException:
@@ -314,19 +306,23 @@ def build_router(helper: BridgeHelper) -> Router:
     return router
 
 
-def port_in_use(protocol: str, port: int, host_ip: str) -> bool:
-    """Whether a socket of this host (namespace) is bound to the port: try to bind it."""
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as probe:
-        if kind == socket.SOCK_STREAM:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host_ip or "0.0.0.0", port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
-            return True
-    return False
+def spoofcheck(config: NetworkConfiguration) -> bool:
+    """Anti-spoofing is on unless the network was created with `--option spoofcheck=off`."""
+    return config.options.get("spoofcheck", "on") != "off"
+
+
+def guarded_port(attachment: Attachment) -> Any:
+    """The anti-spoofing entry of an attachment that has a host port, else None."""
+    from ..dataplane.antispoof import GuardedPort
+    from ..dataplane.names import host_ifname
+
+    if not attachment.strategy:
+        return None  # allocation only: no port of ours
+    ifname = host_ifname(
+        attachment.strategy, attachment.network, attachment.owner, attachment.interface
+    )
+    v6 = attachment.ipv6_address.ip if attachment.ipv6_address is not None else None
+    return GuardedPort(ifname, attachment.mac_address, attachment.address.ip, v6)
 
 
 def _body(req: Request) -> dict[str, Any]:
@@ -357,11 +353,16 @@ def main() -> None:
         on_error=lambda exc: log_.exception("internal error", exc_info=exc),
     )
     write_pidfile(paths.helper_pidfile(PLUGIN))
+    stop_watch = threading.Event()
+    threading.Thread(
+        target=helper.watch_firewall, args=(stop_watch,), name="firewall-watch", daemon=True
+    ).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log_.info(f"container-network-bridge: serving on {paths.helper_socket(PLUGIN)}")
     try:
         server.serve_forever()
     finally:
+        stop_watch.set()
         server.server_close()
         paths.helper_socket(PLUGIN).unlink(missing_ok=True)
         paths.helper_pidfile(PLUGIN).unlink(missing_ok=True)

@@ -130,39 +130,50 @@ class NetworkReply:
 
 @dataclass(frozen=True)
 class PortForward:
+    """One published port range: `count` consecutive ports from host_port/container_port
+    (container_ip is the owner's IPv4 address; host_ip None = every host address)."""
+
     protocol: str
-    host_ip: ipaddress.IPv4Address | None
+    host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     host_port: int
     container_ip: ipaddress.IPv4Address
     container_port: int
+    count: int = 1
 
     def __post_init__(self) -> None:
         if self.protocol not in ("tcp", "udp"):
             raise InvalidArgument(f"invalid port protocol {self.protocol!r}")
+        if self.count < 1:
+            raise InvalidArgument(f"invalid port count {self.count}")
         for port in (self.host_port, self.container_port):
-            if not 1 <= port <= 65535:
+            if not 1 <= port or port + self.count - 1 > 65535:
                 raise InvalidArgument(f"invalid port {port}")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "protocol": self.protocol,
             "hostIP": str(self.host_ip) if self.host_ip else None,
             "hostPort": self.host_port,
             "containerIP": str(self.container_ip),
             "containerPort": self.container_port,
         }
+        if self.count != 1:
+            out["count"] = self.count
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> PortForward:
         if not isinstance(data, dict):
             raise InvalidArgument("a port forward must be a JSON object")
         try:
+            host = data.get("hostIP")
             return cls(
                 protocol=str(data["protocol"]),
-                host_ip=ipaddress.IPv4Address(data["hostIP"]) if data.get("hostIP") else None,
+                host_ip=ipaddress.ip_address(str(host).strip("[]")) if host else None,
                 host_port=int(data["hostPort"]),
                 container_ip=ipaddress.IPv4Address(data["containerIP"]),
                 container_port=int(data["containerPort"]),
+                count=int(data.get("count", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidArgument):
