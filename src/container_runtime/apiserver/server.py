@@ -84,7 +84,9 @@ class ApiServer:
     def _helper_restarted(self, plugin: str) -> None:
         """Before callers use a restarted helper: forget what its reconciliation released
         (a plain client: the HelperClient waits for the readiness this precedes)."""
-        client = UnixClient(self.paths.helper_socket(plugin), what=f"container-network-{plugin}")
+        client = UnixClient(  # bounded: readiness (and the watchdog) waits for this
+            self.paths.helper_socket(plugin), timeout=5.0, what=f"container-network-{plugin}"
+        )
         try:
             networks = [n.id for n in self.networks.list() if n.configuration.plugin == plugin]
             endpoints.forget_released(
