@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from container_runtime import state  # noqa: E402
+from container_runtime.apiserver import endpoints  # noqa: E402
 from container_runtime.daemon import terminate  # noqa: E402
 
 SRV_NS = f"dnsbench-srv-{os.getpid()}"
@@ -227,19 +227,18 @@ class Bench:
                     )
                     rows = [("client", CLIENT)] + [(f"c{i:03d}", address(i)) for i in range(self.n)]
                     for k, (owner, addr) in enumerate(rows):
-                        conn.execute(
-                            "INSERT INTO attachments(network, owner, hostname, address, "
-                            "prefixlen, gateway, mac, mtu, interface, state, created_at) "
-                            "VALUES ('bench', ?, ?, ?, 16, ?, ?, 1500, 'eth0', 'ready', ?)",
-                            (
-                                owner,
-                                f"{owner}.test.",
-                                int.from_bytes(socket.inet_aton(addr)),
-                                GATEWAY,
-                                f"02:42:00:00:{(k + 1) // 256:02x}:{(k + 1) % 256:02x}",
-                                created,
-                            ),
-                        )
+                        # what the API server records from the helper's reply (endpoints.py)
+                        reply = {
+                            "network": "bench",
+                            "owner": owner,
+                            "hostname": f"{owner}.test.",
+                            "address": f"{addr}/16",
+                            "gateway": GATEWAY,
+                            "macAddress": f"02:42:00:00:{(k + 1) // 256:02x}:{(k + 1) % 256:02x}",
+                            "mtu": 1500,
+                            "interface": "eth0",
+                        }
+                        endpoints.record(conn, "bridge", reply, owner)
                 conn.close()
             env = dict(os.environ)
             env.update(

@@ -1,8 +1,11 @@
 """The state database: one SQLite file (WAL) shared by the API server and the helpers.
 
-Each table has one writer: the API server writes `networks`, `containers` and
-`dns_domains`, the network helper writes `attachments` and `alloc_cursor`.  Uniqueness
-of an address or MAC on a network is a database constraint, not a Python check.
+Each table has one writer: the API server writes `networks`, `containers`, `endpoints`
+and `dns_domains`; the bridge plugin's helper writes its private `attachments`,
+`alloc_cursor` and `port_forwards`, which nothing else reads (a plugin's state is its
+own: everything the rest of the system knows of an attachment is the API server's
+`endpoints` record of the helper's reply, see apiserver/endpoints.py).  Uniqueness of
+an address or MAC on a network is a database constraint in the plugin's tables.
 
 A writer waits at most BUSY_TIMEOUT for the write lock; a database that stays locked
 (or cannot be written) is a StateUnavailable naming the file, the cause and, for a
@@ -26,7 +29,7 @@ BUSY_TIMEOUT = 5.0
 # SQLite's WAL write lock: one byte of the -shm file (WALINDEX_LOCK_OFFSET 120 + 0).
 _WAL_WRITE_LOCK_BYTE = 120
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: endpoints (the DNS change log follows it, not attachments)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -79,6 +82,22 @@ CREATE TABLE IF NOT EXISTS port_forwards (
     container_port INTEGER NOT NULL,
     PRIMARY KEY (protocol, host_ip, host_port)
 );
+-- What each plugin's helper replied to an attach, as the API server recorded it (the only
+-- attachment data inspect, DNS, network users and reconciliation read).
+CREATE TABLE IF NOT EXISTS endpoints (
+    network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
+    owner TEXT NOT NULL,             -- container id or bare attachment name
+    plugin TEXT NOT NULL,
+    hostname TEXT NOT NULL,          -- as the helper replied (NAME.DOMAIN., lower-case)
+    address INTEGER NOT NULL,        -- IPv4 as integer (what the DNS server answers)
+    ipv6 TEXT,                       -- IPv6 interface text, or NULL
+    attachment TEXT NOT NULL,        -- the helper's reply (Attachment JSON)
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner)
+);
+-- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
+CREATE INDEX IF NOT EXISTS endpoints_hostname ON endpoints(network, hostname);
+CREATE INDEX IF NOT EXISTS endpoints_owner ON endpoints(owner);
 CREATE TABLE IF NOT EXISTS dns_domains (
     domain TEXT PRIMARY KEY,         -- `container system dns create DOMAIN` (lower-case)
     mechanism TEXT NOT NULL,         -- how the host was pointed at us: resolved | resolv.conf
@@ -106,7 +125,7 @@ CREATE TABLE IF NOT EXISTS containers (
 """
 
 
-# The change log the DNS server follows, so it re-reads only the attachments that changed
+# The change log the DNS server follows, so it re-reads only the endpoints that changed
 # (a full reload costs ~7 us per attachment). Written by triggers inside each writer's own
 # transaction; only the last 10,000 changes are kept (a reader further behind reloads all).
 _LOG = "INSERT INTO dns_changes(network, owner) VALUES ({row})"
@@ -115,12 +134,12 @@ TRIGGERS = tuple(
     f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} BEGIN "
     f"{_LOG.format(row=row)}; {_TRIM}; END"
     for name, event, table, row in (
-        ("dns_attach", "INSERT", "attachments", "NEW.network, NEW.owner"),
-        ("dns_detach", "DELETE", "attachments", "OLD.network, OLD.owner"),
+        ("dns_ep_attach", "INSERT", "endpoints", "NEW.network, NEW.owner"),
+        ("dns_ep_detach", "DELETE", "endpoints", "OLD.network, OLD.owner"),
         (
-            "dns_reattach",
+            "dns_ep_reattach",
             "UPDATE OF hostname, address, ipv6",
-            "attachments",
+            "endpoints",
             "NEW.network, NEW.owner",
         ),
         ("dns_net_add", "INSERT", "networks", "NULL, NULL"),
@@ -130,6 +149,11 @@ TRIGGERS = tuple(
         ("dns_dom_del", "DELETE", "dns_domains", "NULL, NULL"),
     )
 )
+
+
+# Schema 1 logged the plugin's attachments table (the endpoints of a schema-1 database are
+# filled at the API server's next start, from the helpers' replies: apiserver/endpoints.py).
+_OLD_TRIGGERS = ("dns_attach", "dns_detach", "dns_reattach")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -268,10 +292,13 @@ def initialise(path: Path) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for old in _OLD_TRIGGERS:
+                conn.execute(f"DROP TRIGGER IF EXISTS {old}")
             for trigger in TRIGGERS:
                 conn.execute(trigger)
             conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
     finally:

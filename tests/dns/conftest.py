@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from container_runtime import state
+from container_runtime.apiserver import endpoints
 from container_runtime.daemon import terminate  # noqa: E402
 from container_runtime.dns.control import notify_dns
 from container_runtime.models import NetworkConfiguration
@@ -189,29 +190,27 @@ class Lab:
             conn.close()
 
     def attach(self, network: str, owner: str, address: str, ipv6: str | None = None) -> None:
+        """Record an attachment as the API server does: an endpoints row (the DNS server
+        reads that record, never a plugin's tables)."""
         iface = ipaddress.IPv4Interface(address)
         self.mac_counter += 1
         hi, lo = divmod(self.mac_counter, 256)
-        mac = f"02:42:00:00:{hi:02x}:{lo:02x}"
+        reply = {
+            "network": network,
+            "owner": owner,
+            "hostname": f"{owner.lower()}.{DOMAIN}.",
+            "address": str(iface),
+            "gateway": str(iface.network.network_address + 1),
+            "macAddress": f"02:42:00:00:{hi:02x}:{lo:02x}",
+            "mtu": 1500,
+            "interface": "eth0",
+        }
+        if ipv6:
+            reply["ipv6Address"] = ipv6
         conn = state.connect(self.db)
         try:
             with state.transaction(conn):
-                conn.execute(
-                    "INSERT INTO attachments(network, owner, hostname, address, prefixlen, "
-                    "gateway, mac, mtu, interface, ipv6, state, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1500, 'eth0', ?, 'ready', ?)",
-                    (
-                        network,
-                        owner,
-                        f"{owner.lower()}.{DOMAIN}.",
-                        int(iface.ip),
-                        iface.network.prefixlen,
-                        str(iface.network.network_address + 1),
-                        mac,
-                        ipv6,
-                        now(),
-                    ),
-                )
+                endpoints.record(conn, "bridge", reply, owner)
         finally:
             conn.close()
 
@@ -219,9 +218,7 @@ class Lab:
         conn = state.connect(self.db)
         try:
             with state.transaction(conn):
-                conn.execute(
-                    "DELETE FROM attachments WHERE network = ? AND owner = ?", (network, owner)
-                )
+                endpoints.forget(conn, owner, [network])
         finally:
             conn.close()
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from container_runtime.apiserver import endpoints
 from container_runtime.dns.records import Snapshot, load_snapshot, update_snapshot
 from container_runtime.errors import Conflict, Exhausted, NotFound
 from container_runtime.models import AttachmentRequest, NetworkConfiguration
@@ -27,6 +28,25 @@ def add_network(db: Database, name: str, subnet: str) -> NetworkConfiguration:
             (name, json.dumps(config.to_json())),
         )
     return config
+
+
+class Attacher:
+    """Attach and release as the API server does: the plugin's allocator, then the
+    API server's endpoints record of its reply (what the DNS server reads)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.allocator = Allocator(db, "test", 1500)
+
+    def attach(self, request: AttachmentRequest, config: NetworkConfiguration) -> None:
+        attachment, _ = self.allocator.allocate(request, config)
+        with self.db.write() as conn:
+            endpoints.record(conn, "bridge", attachment.to_json(), attachment.owner)
+
+    def release(self, network: str, owner: str) -> None:
+        with self.db.write() as conn:
+            endpoints.forget(conn, owner, [network])
+        self.allocator.release(network, owner)
 
 
 def view(snapshot: Snapshot) -> dict[str, Any]:
@@ -61,13 +81,13 @@ def test_incremental_equals_full_reload(
     path = tmp_path_factory.mktemp("dnsinc") / "state.db"
     db = Database(path)
     configs = {"a": add_network(db, "a", "10.1.0.0/28"), "b": add_network(db, "b", "10.2.0.0/28")}
-    allocator = Allocator(db, "test", 1500)
+    allocator = Attacher(db)
     current = load_snapshot(path, "test", 5)
     for op, n, net in ops:
         owner = f"c{n}"
         try:
             if op == "attach":
-                allocator.allocate(
+                allocator.attach(
                     AttachmentRequest(network=net, owner=owner, hostname=owner), configs[net]
                 )
             else:
@@ -97,8 +117,7 @@ def test_trimmed_log_needs_full_reload(tmp_path: Path) -> None:
     db = Database(path)
     config = add_network(db, "a", "10.1.0.0/16")
     snapshot = load_snapshot(path, "test", 5)
-    allocator = Allocator(db, "test", 1500)
-    allocator.allocate(AttachmentRequest(network="a", owner="x", hostname="x"), config)
+    Attacher(db).attach(AttachmentRequest(network="a", owner="x", hostname="x"), config)
     with db.write() as conn:  # as if 10,000 newer changes had pushed ours out of the log
         conn.execute("DELETE FROM dns_changes WHERE seq <= (SELECT MAX(seq) FROM dns_changes)")
         conn.execute("INSERT INTO dns_changes(network, owner) VALUES ('a', 'y')")

@@ -2,12 +2,13 @@
 container_routes.py, /etc files in etcfiles.py, process options in runopts.py, recovery
 after a crash in recovery.py).
 
-The API server owns the `containers` table.  A container's networking is built by the
-helper of its networks' plugin just before its process starts, in this order (and torn
-down in the reverse order at stop, exit, delete, or at the next API server start when
-the process is gone):
+The API server owns the `containers` table.  A container's networking is built just
+before its process starts, in this order (and torn down in the reverse order at stop,
+exit, delete, or at the next API server start when the process is gone):
 
-    sandbox (netns) -> attachments eth0, eth1, ... -> published ports -> /etc files -> runc
+    sandbox (netns, made here: runtime/sandbox.py) -> attachments eth0, eth1, ... (each
+    by its network's plugin helper, recorded in endpoints) -> published ports -> /etc
+    files -> runc
 
 Owners of attachments, sandboxes and published ports are container ids (64 hex digits).
 The process itself runs under conmon (runtime/oci.py): no Python process per container,
@@ -48,9 +49,10 @@ from ..models import (
 from ..paths import Paths
 from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
+from ..runtime.sandbox import Sandboxes
 from ..runtime.spec import BindMount
 from ..state import Database
-from . import recovery
+from . import endpoints, recovery
 from .container_routes import register_routes
 from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
@@ -113,6 +115,7 @@ class ContainerService:
         self.helper_for = helper_for
         self.images = ImageStore(paths.images_dir)
         self.runtime = OciRuntime(paths.containers_dir, paths.run_dir, self.images)
+        self.sandboxes = Sandboxes(paths.netns_dir)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._create_lock = threading.Lock()
@@ -163,21 +166,7 @@ class ContainerService:
     # -- JSON views ---------------------------------------------------------------------------
 
     def _attachments(self, conn: sqlite3.Connection, cid: str) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for r in conn.execute("SELECT * FROM attachments WHERE owner = ?", (cid,)):
-            item: dict[str, Any] = {
-                "network": r["network"],
-                "hostname": r["hostname"],
-                "address": f"{ipaddress.IPv4Address(r['address'])}/{r['prefixlen']}",
-                "gateway": r["gateway"],
-                "macAddress": r["mac"],
-                "mtu": r["mtu"],
-                "interface": r["interface"],
-            }
-            if r["ipv6"]:
-                item["ipv6Address"] = r["ipv6"]
-            out[r["network"]] = item
-        return out
+        return endpoints.shown(conn, cid)
 
     def _to_json(self, conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
         cfg = json.loads(row["config"])
@@ -326,7 +315,8 @@ class ContainerService:
     def _plugin(self, network: str) -> str:
         return self.networks.get(network).configuration.plugin
 
-    def _sandbox_plugin(self, cfg: dict[str, Any]) -> str:
+    def _ports_plugin(self, cfg: dict[str, Any]) -> str:
+        """The plugin that publishes a container's ports: its first network's."""
         nets = cfg["networks"]
         try:
             return self._plugin(nets[0]["network"]) if nets else DEFAULT_PLUGIN
@@ -397,19 +387,15 @@ class ContainerService:
     ) -> None:
         image = self.images.inspect(image_ref)
         attached: list[tuple[str, str]] = []  # (plugin, network)
-        sandbox: tuple[str, str] | None = None
+        sandbox = False
         published: str | None = None
         fresh_bundle = False
         began = time.perf_counter()
         try:
             plugins = [self._plugin(spec["network"]) for spec in cfg["networks"]]
-            sb_plugin = plugins[0] if plugins else DEFAULT_PLUGIN
-            path = str(
-                self.helper_for(sb_plugin).request(
-                    "POST", f"/sandboxes/{cid}", {}, idempotent=True
-                )["path"]
-            )
-            sandbox = (sb_plugin, path)
+            # The runtime's own: plugins are handed its path (`--network none`: no plugin).
+            path = self.sandboxes.create(cid)
+            sandbox = True
             hostname = name  # the helper adds the DNS domain: NAME.DOMAIN.
             atts: list[dict[str, Any]] = []
             for i, (spec, plugin) in enumerate(zip(cfg["networks"], plugins, strict=True)):
@@ -428,6 +414,9 @@ class ContainerService:
                 )
                 attached.append((plugin, spec["network"]))
                 atts.append(reply)
+            with self.db.write() as conn:  # the record inspect and DNS read: before any reply
+                for plugin, reply in zip(plugins, atts, strict=True):
+                    endpoints.record(conn, plugin, reply, cid)
             # After the attachments are committed: of two racing starts, the later check
             # sees both, so two live containers never answer to one DNS name.
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
@@ -500,15 +489,17 @@ class ContainerService:
         cid: str,
         attached: list[tuple[str, str]],
         published: str | None,
-        sandbox: tuple[str, str] | None,
+        sandbox: bool,
     ) -> None:
+        if attached:  # forgotten first: a helper call that fails leaves a helper-side
+            # orphan, released by the next start's reconciliation, never a stale name
+            with self.db.write() as conn:
+                endpoints.forget(conn, cid, [network for _, network in attached])
         steps: list[tuple[str, str, str]] = []
         if published:
             steps.append((published, "DELETE", f"/portforwards/{cid}"))
         for plugin, network in reversed(attached):
             steps.append((plugin, "DELETE", f"/networks/{network}/attachments/{cid}"))
-        if sandbox:
-            steps.append((sandbox[0], "DELETE", f"/sandboxes/{cid}"))
         for plugin, method, path in steps:
             try:
                 self.helper_for(plugin).request(method, path)
@@ -516,23 +507,20 @@ class ContainerService:
                 pass
             except Exception as exc:  # the helper reconciles what is left at its next start
                 log.warning(f"container-apiserver: cleanup {method} {path} failed: {exc}")
+        if sandbox:
+            try:
+                self.sandboxes.delete(cid)
+            except OSError as exc:  # recovery at the next start removes what is left
+                log.warning(f"container-apiserver: removing the sandbox of {cid[:12]}: {exc}")
 
     def _release(self, cid: str, cfg: dict[str, Any]) -> None:
         """Free everything networking holds for a container (idempotent)."""
-        attached = []
         with self.db.read() as conn:
-            held = {
-                r[0]
-                for r in conn.execute("SELECT network FROM attachments WHERE owner = ?", (cid,))
-            }
-            ports = conn.execute(
-                "SELECT 1 FROM port_forwards WHERE owner = ? LIMIT 1", (cid,)
-            ).fetchone()
-        for spec in cfg["networks"]:
-            if spec["network"] in held:
-                attached.append((self._plugin(spec["network"]), spec["network"]))
-        sb_plugin = self._sandbox_plugin(cfg)
-        self._undo(cid, attached, sb_plugin if ports else None, (sb_plugin, ""))
+            attached = endpoints.held(conn, cid)
+        # Ports are published after the attachments and unpublished before them: with no
+        # attachment left there is no port left (or the helper's reconciliation drops it).
+        ports = bool(cfg.get("ports")) and bool(attached)
+        self._undo(cid, attached, self._ports_plugin(cfg) if ports else None, True)
         notify_dns(self.paths.run_dir)
 
     # -- stop / kill / delete ------------------------------------------------------------

@@ -44,7 +44,7 @@ def check_dns_names(
         bares = mine | {n[: -len(x) - 1] for n in mine for x in suffixes if n.endswith("." + x)}
         hosts = sorted({h + dot for b in bares for h in (b, f"{b}.{domain}") for dot in ("", ".")})
         rows = conn.execute(
-            "SELECT a.network, a.owner, a.hostname, c.name FROM attachments a"
+            "SELECT a.network, a.owner, a.hostname, c.name FROM endpoints a"
             " LEFT JOIN containers c ON c.id = a.owner"
             f" WHERE a.network IN ({','.join('?' * len(nets))})"
             f" AND a.hostname IN ({','.join('?' * len(hosts))})",

@@ -1,7 +1,8 @@
 """The network resource in the API server: create, list, inspect, delete, prune, attach.
 
 The API server owns the `networks` table; the plugin's helper realises each
-network and owns its attachments.  A network row is committed before its helper
+network and allocates its attachments, which the API server records in `endpoints`
+(endpoints.py) and counts from there.  A network row is committed before its helper
 is asked to build it, and the helper builds every committed network at start, so
 a crash in between converges.
 """
@@ -39,6 +40,7 @@ from ..models import (
 )
 from ..network.plugins import find_plugin
 from ..state import Database
+from . import endpoints
 from .dnsnames import check_dns_names
 from .helpers import HelperClient
 from .hostroutes import host_routes
@@ -88,7 +90,7 @@ class NetworkService:
         }
         bare = [
             r[0]
-            for r in conn.execute("SELECT owner FROM attachments WHERE network = ?", (name,))
+            for r in conn.execute("SELECT owner FROM endpoints WHERE network = ?", (name,))
             if r[0] not in ids
         ]
         return sorted(containers) + sorted(bare)
@@ -348,11 +350,15 @@ class NetworkService:
         }
         helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
+        with self.db.write() as conn:  # the record inspect and DNS read: before the reply
+            endpoints.record(conn, config.plugin, reply, owner)
         try:
-            # Again once committed: of an attach and a start racing for one name, the later
+            # Again once recorded: of an attach and a start racing for one name, the later
             # check sees both (as container start does).
             self.check_dns_names(owner, [name], owner=owner, what="attachment")
         except Conflict:
+            with self.db.write() as conn:
+                endpoints.forget(conn, owner, [name])
             helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
             raise
         self.on_change(True)
@@ -366,8 +372,8 @@ class NetworkService:
             # would hand its address to the next one while inspect still shows it.
             row = conn.execute(
                 "SELECT c.name FROM containers c WHERE c.id = ? OR (c.name = ? AND EXISTS"
-                " (SELECT 1 FROM attachments a WHERE a.network = ? AND a.owner = c.id)"
-                " AND NOT EXISTS (SELECT 1 FROM attachments b WHERE b.network = ?"
+                " (SELECT 1 FROM endpoints a WHERE a.network = ? AND a.owner = c.id)"
+                " AND NOT EXISTS (SELECT 1 FROM endpoints b WHERE b.network = ?"
                 " AND b.owner = ?))",
                 (owner, owner, name, name, owner),
             ).fetchone()
@@ -376,6 +382,8 @@ class NetworkService:
                 f"the attachment to network {name} belongs to container {row[0]}: network"
                 f" detach only releases bare attachments (stop or remove container {row[0]})"
             )
+        with self.db.write() as conn:  # forgotten first: see endpoints.py
+            endpoints.forget(conn, owner, [name])
         helper = self.helper_for(config.plugin)
         reply = helper.request("DELETE", f"/networks/{name}/attachments/{owner}")
         self.on_change(True)
@@ -415,7 +423,7 @@ class NetworkService:
     def _user_count(self, conn: sqlite3.Connection, name: str) -> int:
         """How many containers and bare attachments use a network (counted in SQL)."""
         row = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT owner FROM attachments WHERE network = :n"
+            "SELECT COUNT(*) FROM (SELECT owner FROM endpoints WHERE network = :n"
             " UNION SELECT c.id FROM containers c, json_each(c.config, '$.networks') j"
             " WHERE json_extract(j.value, '$.network') = :n)",
             {"n": name},
@@ -427,7 +435,7 @@ class NetworkService:
             rows = conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
             counts = dict(
                 conn.execute(
-                    "SELECT network, COUNT(*) FROM (SELECT network, owner FROM attachments"
+                    "SELECT network, COUNT(*) FROM (SELECT network, owner FROM endpoints"
                     " UNION SELECT json_extract(j.value, '$.network'), c.id"
                     " FROM containers c, json_each(c.config, '$.networks') j) GROUP BY network"
                 ).fetchall()

@@ -8,21 +8,22 @@ at `system stop`: what a SIGKILL at any moment may have left half-done.
   unmounted, and the container left `stopped`.  An attached start (`run -i/-t`) whose
   client is gone is let run.  runc state of ids with no container row is deleted.
 - Containers recorded as running whose process is gone are recorded as stopped; the
-  networking of containers not running, and of owners with no container row, released;
-  bundles with no row deleted.
+  endpoints record is made to match each helper's attachments (sync_endpoints), and the
+  attachments of containers not running, and of owners with no container row, released
+  through the protocol; bundles with no row deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError
 from ..syscalls import umount_detach
+from . import endpoints
 
 if TYPE_CHECKING:
     from .containers import ContainerService
@@ -95,34 +96,88 @@ def reconcile(svc: ContainerService) -> None:
             svc._check_one(cid)
         except Exception as exc:
             log.warning(f"container-apiserver: reconciling {cid[:12]} failed: {exc}")
+    sync_endpoints(svc)
     with svc.db.read() as conn:
-        rows = {r["id"]: r for r in conn.execute("SELECT * FROM containers")}
-        owners = {
-            (r[0], r[1])
-            for r in conn.execute("SELECT network, owner FROM attachments")
-            if ID_RE.match(r[1])
-        }
-        port_owners = {r[0] for r in conn.execute("SELECT owner FROM port_forwards")}
-    for cid, row in rows.items():
-        if row["state"] != "running" and (any(o == cid for _, o in owners) or cid in port_owners):
-            svc._release(cid, json.loads(row["config"]))
-    for network, owner in sorted(owners):
-        if owner in rows:
-            continue
-        try:
-            plugin = svc._plugin(network)
-            helper = svc.helper_for(plugin)
-            helper.request("DELETE", f"/portforwards/{owner}")
-            helper.request("DELETE", f"/networks/{network}/attachments/{owner}")
-            helper.request("DELETE", f"/sandboxes/{owner}")
-        except Exception as exc:
-            log.warning(f"container-apiserver: releasing orphan {owner[:12]} failed: {exc}")
+        rows = {r[0] for r in conn.execute("SELECT id FROM containers")}
+        running = [r[0] for r in conn.execute("SELECT id FROM containers WHERE state = 'running'")]
+    _orphan_sandboxes(svc, running)
     for cid in svc.runtime.list_ids():
         if ID_RE.match(cid) and cid not in rows:
             try:
                 svc.runtime.delete(cid, force=True)
             except ContainerError as exc:
                 log.warning(f"container-apiserver: removing orphan bundle failed: {exc}")
+
+
+def _helper_attachments(
+    svc: ContainerService,
+) -> tuple[dict[tuple[str, str], tuple[str, dict[str, Any]]], set[str]]:
+    """Every attachment each helper reports (protocol: GET /networks/{name}/attachments),
+    by (network, owner) with its plugin, and the networks whose helper answered."""
+    live: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    listed: set[str] = set()
+    for network in svc.networks.list():
+        name, plugin = network.id, network.configuration.plugin
+        try:
+            replies = svc.helper_for(plugin).request("GET", f"/networks/{name}/attachments")
+        except Exception as exc:  # its endpoints are left as they are until it answers
+            log.warning(f"container-apiserver: listing the attachments of {name} failed: {exc}")
+            continue
+        listed.add(name)
+        for reply in replies:
+            live[(name, str(reply["owner"]))] = (plugin, reply)
+    return live, listed
+
+
+def sync_endpoints(svc: ContainerService) -> None:
+    """Make the API server's endpoints match what the helpers hold, then release what no
+    live owner holds.  Repairs a crash between a helper's reply and the endpoint's commit
+    (or the release's): an attachment of a running container or a bare owner is recorded
+    (bare attachments are idempotent per owner: the client's retry gets the same one);
+    one of a container not running, or of an id with no container, is released through
+    the protocol; an endpoint its helper does not hold is forgotten."""
+    live, listed = _helper_attachments(svc)
+    with svc.db.read() as conn:
+        states = {r[0]: r[1] for r in conn.execute("SELECT id, state FROM containers")}
+        recorded = {(r[0], r[1]) for r in conn.execute("SELECT network, owner FROM endpoints")}
+
+    def wanted(owner: str) -> bool:
+        return not ID_RE.match(owner) or states.get(owner) == "running"
+
+    with svc.db.write() as conn:
+        for network, owner in sorted(recorded):
+            if network in listed and ((network, owner) not in live or not wanted(owner)):
+                endpoints.forget(conn, owner, [network])
+        for (network, owner), (plugin, reply) in sorted(live.items()):
+            if (network, owner) not in recorded and wanted(owner):
+                endpoints.record(conn, plugin, reply, owner)
+                log.info(f"container-apiserver: recorded the attachment of {owner[:12]}")
+    unpublished: set[tuple[str, str]] = set()
+    for (network, owner), (plugin, _) in sorted(live.items()):
+        if wanted(owner):
+            continue
+        helper = svc.helper_for(plugin)
+        try:
+            if (plugin, owner) not in unpublished:
+                helper.request("DELETE", f"/portforwards/{owner}")
+                unpublished.add((plugin, owner))
+            helper.request("DELETE", f"/networks/{network}/attachments/{owner}")
+            log.info(f"container-apiserver: released the attachment of {owner[:12]} to {network}")
+        except Exception as exc:
+            log.warning(f"container-apiserver: releasing {owner[:12]} on {network} failed: {exc}")
+
+
+def _orphan_sandboxes(svc: ContainerService, running: list[str]) -> None:
+    """Remove the sandboxes (network namespaces) of containers not running."""
+    keep = {svc.sandboxes.path(cid).name for cid in running}
+    for name in svc.sandboxes.names():
+        if name in keep:
+            continue
+        try:
+            svc.sandboxes.delete_named(name)
+            log.info(f"container-apiserver: removed the orphan sandbox {name}")
+        except OSError as exc:
+            log.warning(f"container-apiserver: removing the sandbox {name} failed: {exc}")
 
 
 def unmount_netns_dir(netns_dir: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..client import UnixClient
 from ..config import Config, load_config
 from ..daemon import InstanceLock, read_pidfile, setup_logging, write_pidfile
 from ..dns import notify_dns
@@ -24,7 +25,9 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..network.plugins import find_plugin
 from ..paths import Paths
 from ..peercred import access_group
+from ..plugin.protocol import ProtocolError, StatusReply, check_protocol
 from ..state import Database
+from . import endpoints
 from .containers import ContainerService, register_routes
 from .dns import register_routes as register_dns_routes
 from .helpers import HelperClient
@@ -65,11 +68,36 @@ class ApiServer:
                     pidfile=self.paths.helper_pidfile(plugin),
                     logfile=self.paths.helper_log(plugin),
                     marker=f"container-network-{plugin}",
+                    on_restart=lambda: self._helper_restarted(plugin),
                 )
             )
             client = HelperClient(plugin, socket, self.supervisor.processes[f"network-{plugin}"])
+            try:  # the handshake: a helper speaking another protocol version is refused
+                status = StatusReply.from_json(client.request("GET", "/status"))
+                check_protocol(plugin, status.protocol, "its GET /status")
+            except ProtocolError:
+                self.supervisor.stop(f"network-{plugin}")
+                raise
             self.helpers[plugin] = client
             return client
+
+    def _helper_restarted(self, plugin: str) -> None:
+        """Before callers use a restarted helper: forget what its reconciliation released
+        (a plain client: the HelperClient waits for the readiness this precedes)."""
+        client = UnixClient(  # bounded: readiness (and the watchdog) waits for this
+            self.paths.helper_socket(plugin), timeout=5.0, what=f"container-network-{plugin}"
+        )
+        try:
+            networks = [n.id for n in self.networks.list() if n.configuration.plugin == plugin]
+            endpoints.forget_released(
+                self.db,
+                plugin,
+                networks,
+                lambda name: list(client.request("GET", f"/networks/{name}/attachments")),
+            )
+        finally:
+            client.close()
+        notify_dns(self.paths.run_dir)
 
     def start_dns(self) -> None:
         """The embedded DNS server: its own process, fed from the state database."""

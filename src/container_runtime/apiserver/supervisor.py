@@ -54,6 +54,9 @@ class SupervisedProcess:
     # readiness and liveness of a helper without an HTTP socket (True = serving; called
     # with a timeout in seconds); None = ready at once, never pinged
     probe: Callable[[float], bool] | None = None
+    # run after a restarted instance answers and before callers waiting for it go on
+    # (the API server re-reads what a helper's reconciliation released)
+    on_restart: Callable[[], None] | None = None
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     last_restart_reason: str | None = None
@@ -168,6 +171,11 @@ class Supervisor:
             started = time.monotonic()
             if self._wait_ready(proc, READY_TIMEOUT):
                 proc.last_answer = time.monotonic()
+                if proc.restarts and proc.on_restart is not None:
+                    try:
+                        proc.on_restart()
+                    except Exception as exc:
+                        log.warning(f"container-apiserver: after restarting {proc.name}: {exc}")
                 proc.hung_reason = proc.hung_pid = None
                 proc.ready.set()
                 log.info(f"container-apiserver: {proc.name} running (pid {proc.pid})")
@@ -265,6 +273,20 @@ class Supervisor:
     def wait_ready(self, name: str, timeout: float) -> bool:
         proc = self.processes.get(name)
         return proc is not None and proc.ready.wait(timeout)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        """Stop one process for good (a plugin helper the API server refuses)."""
+        with self.lock:
+            proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        proc.stopping = True
+        if proc.process is not None and proc.process.poll() is None:
+            terminate(proc.process.pid, timeout)
+            proc.process.wait()
+        proc.pidfile.unlink(missing_ok=True)
+        if proc.socket is not None:
+            proc.socket.unlink(missing_ok=True)
 
     def stop_all(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -1,6 +1,7 @@
 """The DNS server's view of the state database: records, scopes and precomputed answers.
 
-A `Snapshot` is an immutable read of `networks`, `attachments` and `dns_domains` (the
+A `Snapshot` is an immutable read of `networks`, `endpoints` (the API server's record
+of every plugin's attachments) and `dns_domains` (the
 extra domains of `container system dns create`: every name is also answered as
 `NAME.DOMAIN` under each of them).  For each
 (listener network, scope) pair it keeps an `AnswerTable`: a dict, filled on first
@@ -390,7 +391,7 @@ def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
         conn.execute("BEGIN")
         seq = _last_change(conn)
         net_rows = conn.execute("SELECT name, config FROM networks").fetchall()
-        att_rows = conn.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments").fetchall()
+        att_rows = conn.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM endpoints").fetchall()
         try:
             extra = [str(r[0]).lower() for r in conn.execute("SELECT domain FROM dns_domains")]
         except sqlite3.OperationalError:  # a database from before the table existed
@@ -424,7 +425,7 @@ def update_snapshot(old: Snapshot, database: Path) -> Snapshot | None:
         changed: dict[Key, Record | None] = {}
         for network, owner in keys:
             row = conn.execute(
-                f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments WHERE network = ? AND owner = ?",
+                f"SELECT {_ATTACHMENT_COLUMNS} FROM endpoints WHERE network = ? AND owner = ?",
                 (network, owner),
             ).fetchone()
             changed[(network, owner)] = (

@@ -25,6 +25,7 @@ from ..errors import ConfigError, Conflict, ContainerError, InvalidArgument, Not
 from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
+from ..plugin.protocol import PROTOCOL_VERSION
 from ..state import Database
 from . import ports
 from .allocator import Allocator
@@ -166,18 +167,6 @@ class BridgeHelper:
                 self.dataplane.unguard_port(port)
         return attachment
 
-    # -- sandboxes (a container's network namespace) --------------------------------------
-
-    @staticmethod
-    def sandbox_name(owner: str) -> str:
-        return f"sb-{owner[:32]}"
-
-    def create_sandbox(self, owner: str) -> str:
-        return self.dataplane.create_netns(self.sandbox_name(owner))
-
-    def delete_sandbox(self, owner: str) -> None:
-        self.dataplane.delete_netns(self.sandbox_name(owner))
-
     # -- published ports ------------------------------------------------------------------
 
     def port_forward_rows(self) -> list[Any]:
@@ -258,6 +247,7 @@ def build_router(helper: BridgeHelper) -> Router:
         return 200, {
             "plugin": PLUGIN,
             "version": VERSION,
+            "protocol": PROTOCOL_VERSION,
             "pid": os.getpid(),
             "strategies": ["veth", "tap"],
             "networks": [c.name for c in helper.all_networks()],
@@ -294,15 +284,6 @@ def build_router(helper: BridgeHelper) -> Router:
     @router.route("DELETE", "/networks/{name}/attachments/{owner}")
     def detach(req: Request) -> tuple[int, Any]:
         return 200, helper.detach(req.params["name"], req.params["owner"]).to_json()
-
-    @router.route("POST", "/sandboxes/{owner}")
-    def create_sandbox(req: Request) -> tuple[int, Any]:
-        return 200, {"path": helper.create_sandbox(req.params["owner"])}
-
-    @router.route("DELETE", "/sandboxes/{owner}")
-    def delete_sandbox(req: Request) -> tuple[int, Any]:
-        helper.delete_sandbox(req.params["owner"])
-        return 200, {}
 
     @router.route("PUT", "/portforwards/{owner}")
     def publish(req: Request) -> tuple[int, Any]:

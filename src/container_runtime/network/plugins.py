@@ -1,9 +1,9 @@
 """Network plugin discovery: TOML manifests on a plugin path name each helper executable.
 
-A plugin `NAME` is described by `NAME.toml` (name, version, executable, services,
-strategies, the `--option` values it accepts) found in, in order: $CONTAINER_PLUGIN_PATH
-(colon-separated), the config's `[plugins] path`, and the built-in manifests shipped with
-this package.
+A plugin `NAME` is described by `NAME.toml` (name, version, the helper protocol version
+it speaks, executable, services, strategies, the `--option` values it accepts) found
+in, in order: $CONTAINER_PLUGIN_PATH (colon-separated), the config's `[plugins] path`,
+and the built-in manifests shipped with this package.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..models import validate_plugin_name
+from ..plugin.protocol import PROTOCOL_VERSION, check_protocol
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "plugins"
 
@@ -31,6 +32,7 @@ class PluginManifest:
     manifest: str
     # `network create --option KEY=VALUE`: each key with its values, the default first.
     options: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    protocol: int = PROTOCOL_VERSION  # the helper protocol version it speaks
 
 
 def plugin_dirs(extra: tuple[str, ...] = ()) -> list[Path]:
@@ -58,6 +60,8 @@ def load_manifest(path: Path) -> PluginManifest:
     try:
         data = tomllib.loads(path.read_text())
         name = validate_plugin_name(str(data["name"]))
+        # Checked first: a plugin for another protocol version is refused as such.
+        protocol = check_protocol(name, data.get("protocol", 1), f"manifest {path}")
         executable = str(data.get("executable") or f"container-network-{name}")
         resolved = _resolve_executable(executable, path.parent)
         if resolved is None:
@@ -69,6 +73,7 @@ def load_manifest(path: Path) -> PluginManifest:
             services=tuple(str(s) for s in data.get("services", ["network"])),
             strategies=tuple(str(s) for s in data.get("strategies", ["veth"])),
             manifest=str(path),
+            protocol=protocol,
             options=tuple(
                 (str(key), tuple(str(v) for v in values))
                 for key, values in dict(data.get("options") or {}).items()
