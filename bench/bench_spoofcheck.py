@@ -9,7 +9,7 @@ members of one network, then of the other (order alternating), with one iperf3 p
 (iperf3, Debian package: scripts/setup-bench.sh). Prints each network's median
 Gbit/s, and the median of the per-round ratios; also a UDP round of small (64-byte)
 datagrams, whose rate depends more on the per-packet path. A third configuration has no
-`bridge container` table at all (the helper held with SIGSTOP while it is deleted, then
+`bridge container-bridge` table at all (the helper held with SIGSTOP while it is deleted, then
 released: it puts the table back), so "on/none" is the whole cost of the bridge hook.
 """
 
@@ -96,7 +96,7 @@ def main() -> None:
                     (a, _), (_b, b_ip) = pairs["guarded" if config == "on" else "free"]
                     if config == "none":  # no bridge table at all: hold the helper's watch
                         os.kill(helper, signal.SIGSTOP)
-                        inst.sh("nft", "delete", "table", "bridge", "container")
+                        inst.sh("nft", "delete", "table", "bridge", "container-bridge")
                     try:
                         got[config] = blast(a, b_ip, proto, args.seconds)
                     finally:

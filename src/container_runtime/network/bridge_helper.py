@@ -199,6 +199,9 @@ class BridgeHelper:
         """Make the kernel match the database after a start or a crash."""
         from ..dataplane.names import bridge_alias
 
+        adopted = self.dataplane.adopt_legacy()  # upgrade: pre-11.3 marks become ours
+        if adopted:
+            log.info(f"container-network-bridge: re-marked {adopted} link(s) from old names")
         networks = self.all_networks()
         ipv6 = any(c.ipv6_subnet is not None for c in networks)
         if networks and self.dataplane.ensure_forwarding(ipv6=ipv6):
@@ -232,11 +235,13 @@ class BridgeHelper:
             if ifname in keep:
                 continue
             log.info(f"container-network-bridge: removing orphan link {ifname} ({alias})")
-            if alias.startswith(bridge_alias("")):
+            if alias.startswith(bridge_alias("", self.dataplane.plugin)):
                 self.dataplane.teardown_network(ifname)
             else:
                 self.dataplane.detach(ifname)
         self.sync_firewall()
+        if self.dataplane.remove_legacy_tables():  # after ours exist: no gap in the rules
+            log.info("container-network-bridge: removed the old nft tables named 'container'")
 
 
 def build_router(helper: BridgeHelper) -> Router:
