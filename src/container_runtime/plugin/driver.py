@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidArgument
-from ..models import Attachment, AttachmentRequest, NetworkConfiguration
+from ..models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
 
 if TYPE_CHECKING:
     from .host import PluginHost
@@ -44,10 +44,11 @@ class Driver:
 
     def validate(self, config: NetworkConfiguration) -> None:
         """Refuse a network the plugin cannot build (options parsed once, here)."""
+        known = {**self.options, **RUNTIME_OPTIONS}
         for key, value in config.options.items():
-            allowed = self.options.get(key)
+            allowed = known.get(key)
             if allowed is None:
-                valid = ", ".join(sorted(self.options)) or "none"
+                valid = ", ".join(sorted(known))
                 raise InvalidArgument(
                     f"plugin {self.name} has no option {key!r} (valid options: {valid})"
                 )

@@ -87,17 +87,16 @@ class PluginHost:
 
     def attach(self, request: AttachmentRequest) -> Attachment:
         config = self.network_config(request.network)
+        if request.strategy and request.strategy not in self.driver.strategies:
+            valid = ", ".join(self.driver.strategies) or "none"  # refused before allocating
+            raise InvalidArgument(
+                f"unknown interface strategy {request.strategy!r} (valid: {valid})"
+            )
         attachment, created = self.allocator.allocate(request, config)  # committed here
         if not request.strategy:
             return attachment
         if not created and self.allocator.host_ifname(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
-        if request.strategy not in self.driver.strategies:
-            self.allocator.release(config.name, request.owner)
-            valid = ", ".join(self.driver.strategies) or "none"
-            raise InvalidArgument(
-                f"unknown interface strategy {request.strategy!r} (valid: {valid})"
-            )
         try:
             host_ifname = self.driver.realise(attachment, request, config)
         except BaseException:

@@ -16,7 +16,7 @@ import time
 from typing import Any, ClassVar
 
 from ...errors import ContainerError
-from ...models import BRIDGE_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
+from ...models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
 from ...network import ports
 from ...plugin.driver import Driver
 from ...plugin.host import PluginHost
@@ -30,7 +30,12 @@ class BridgeDriver(Driver):
     name: ClassVar[str] = PLUGIN
     version: ClassVar[str] = "0.1.0"
     strategies: ClassVar[tuple[str, ...]] = ("veth", "tap")
-    options: ClassVar[dict[str, tuple[str, ...]]] = dict(BRIDGE_OPTIONS)
+    # as in bridge.toml (the API server checks those), plus the runtime's own
+    options: ClassVar[dict[str, tuple[str, ...]]] = {
+        "variant": ("shared", "isolated"),
+        "spoofcheck": ("on", "off"),
+        **RUNTIME_OPTIONS,
+    }
 
     def bind(self, host: PluginHost) -> None:
         from ...dataplane import LinuxDataPlane  # kernel libraries: helper only
