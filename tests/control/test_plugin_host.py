@@ -86,6 +86,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     client = UnixClient(sock)
+    client.request("GET", "/status")  # serving: a shutdown now cannot race its start
     try:
         yield host, driver, client
     finally:
