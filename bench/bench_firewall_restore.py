@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_firewall_restore.py [-n 20]
 
 A throwaway container system (tests/support Instance) with one network and a member.
-N times, alternating `flush ruleset`, `delete table inet container` and
-`flush chain inet container forward`: break the firewall, then poll (every 5 ms, through
+N times, alternating `flush ruleset`, `delete table inet container-bridge` and
+`flush chain inet container-bridge forward`: break the firewall, then poll (every 5 ms, through
 libnftables) until the listing of our tables is again what it was. Prints the median,
 p90 and maximum restore time (the helper checks every 0.5 s, so ~0.25 s is expected).
 """
@@ -29,12 +29,16 @@ nft = nftables.Nftables()
 def listing():
     out = []
     for family in ("inet", "bridge"):
-        rc, text, _ = nft.cmd(f"list table {family} container")
+        rc, text, _ = nft.cmd(f"list table {family} container-bridge")
         out.append(text if rc == 0 else "")
     return out
 want = listing()
 assert all(want), "our tables are missing at the start"
-breaks = ["flush ruleset", "delete table inet container", "flush chain inet container forward"]
+breaks = [
+    "flush ruleset",
+    "delete table inet container-bridge",
+    "flush chain inet container-bridge forward",
+]
 times = []
 for i in range(int(sys.argv[1])):
     rc, _, err = nft.cmd(breaks[i % len(breaks)])

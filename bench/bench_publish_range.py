@@ -48,7 +48,9 @@ def main() -> None:
                 inst.cli("run", "-d", "--name", f"c{i}", "-p", spec, ref, "sleep", "1000")
                 timings[label].append(time.perf_counter() - t)
                 if i == 0 and label != "one port":
-                    elements = inst.sh("nft", "list", "map", "inet", "container", "pf4").stdout
+                    elements = inst.sh(
+                        "nft", "list", "map", "inet", "container-bridge", "pf4"
+                    ).stdout
                     assert elements.count("tcp . ") == args.ports, "one map element per port"
                 t = time.perf_counter()
                 inst.cli("rm", "-f", f"c{i}")

@@ -9,7 +9,7 @@ members of one network, then of the other (order alternating), with one iperf3 p
 (iperf3, Debian package: scripts/setup-bench.sh). Prints each network's median
 Gbit/s, and the median of the per-round ratios; also a UDP round of small (64-byte)
 datagrams, whose rate depends more on the per-packet path. (A third configuration
-with no `bridge container` table at all is no longer measured: the helper now restores a
+with no `bridge container-bridge` table at all is no longer measured: the helper now restores a
 deleted table within 0.5 s, and the watchdog replaces a helper held with SIGSTOP.)
 """
 

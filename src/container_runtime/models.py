@@ -29,9 +29,9 @@ MIN_MTU = 1280
 MAX_MTU = 65535
 IPV4_PREFIX_RANGE = (8, 29)
 IPV6_PREFIX_RANGE = (64, 120)
-BRIDGE_OPTIONS = {
-    "variant": ("shared", "isolated"),
-    "spoofcheck": ("on", "off"),  # anti-spoofing on member ports (docs/NETWORKING.md)
+# Options the runtime itself reads, whatever the plugin (a plugin's own come from its
+# manifest's [options] / its driver).
+RUNTIME_OPTIONS = {
     "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
 }
 ATTACHMENT_PROPERTIES = ("mac", "mtu")
@@ -193,12 +193,16 @@ def parse_key_values(pairs: list[str] | tuple[str, ...], what: str) -> dict[str,
     return out
 
 
-def validate_bridge_options(options: dict[str, str]) -> dict[str, str]:
+def validate_options(
+    options: dict[str, str], plugin_options: dict[str, tuple[str, ...]]
+) -> dict[str, str]:
+    """Check `--option`s against the plugin's (from its manifest) and the runtime's own."""
+    known = {**plugin_options, **RUNTIME_OPTIONS}
     for key, value in options.items():
-        if key not in BRIDGE_OPTIONS:
-            valid = ", ".join(sorted(BRIDGE_OPTIONS))
+        if key not in known:
+            valid = ", ".join(sorted(known))
             raise InvalidArgument(f"unknown network option {key!r} (valid options: {valid})")
-        allowed = BRIDGE_OPTIONS[key]
+        allowed = known[key]
         if value not in allowed:
             raise InvalidArgument(
                 f"invalid value {value!r} for option {key!r} (valid: {', '.join(allowed)})"
@@ -236,8 +240,6 @@ class NetworkConfiguration:
             raise InvalidArgument(
                 f"gateway {self.ipv4_gateway} is not a usable host address of {self.ipv4_subnet}"
             )
-        if self.plugin == DEFAULT_PLUGIN:
-            validate_bridge_options(self.options)
 
     @property
     def ipv6_gateway(self) -> ipaddress.IPv6Address | None:
@@ -414,7 +416,8 @@ def hostname_for(name: str, domain: str | None) -> str:
     return f"{base}.{domain}." if domain else base
 
 
-STRATEGIES = ("veth", "tap")
+# A strategy's name only: which ones a network offers is its plugin's (manifest, GET /status).
+STRATEGY_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
@@ -438,10 +441,8 @@ class AttachmentRequest:
             parse_mac(self.mac)
         if self.mtu is not None:
             parse_mtu(self.mtu)
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise InvalidArgument(
-                f"unknown interface strategy {self.strategy!r} (valid: {', '.join(STRATEGIES)})"
-            )
+        if self.strategy is not None and not STRATEGY_RE.match(str(self.strategy)):
+            raise InvalidArgument(f"invalid interface strategy {self.strategy!r}")
         if self.netns is not None and self.strategy is None:
             object.__setattr__(self, "strategy", "veth")
         if self.strategy == "veth" and not self.netns:

@@ -41,7 +41,7 @@ def test_audit_counts_each_kind_of_leak(instance: Instance, netns_pool: NetnsPoo
     inst.sh("ip", "link", "del", "ctr-00deadbeef")
 
     # An element naming a bridge of no network in our nft table.
-    inst.sh("nft", "add", "element", "inet", "container", "bridges", '{ "ctr-00deadbeef" }')
+    inst.sh("nft", "add", "element", "inet", "container-bridge", "bridges", '{ "ctr-00deadbeef" }')
     assert audit.consistency(inst)["stale_nft_elements"] == 1
     # (check=False: a firewall watchdog may already have put the table back)
     inst.sh(
@@ -49,7 +49,7 @@ def test_audit_counts_each_kind_of_leak(instance: Instance, netns_pool: NetnsPoo
         "delete",
         "element",
         "inet",
-        "container",
+        "container-bridge",
         "bridges",
         '{ "ctr-00deadbeef" }',
         check=False,

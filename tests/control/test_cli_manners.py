@@ -65,7 +65,7 @@ def test_network_create_help_lists_each_plugins_options(tmp_path: Path) -> None:
     env = {**os.environ, "CONTAINER_PLUGIN_PATH": str(tmp_path), "HOME": str(tmp_path)}
     code, out, err = cli("network", "create", "--help", env=env)
     assert code == 0 and err == ""
-    assert "  bridge: variant=shared|isolated\n" in out
+    assert "  bridge: variant=shared|isolated spoofcheck=on|off\n" in out
     assert "  extra: mode=l2|l3\n" in out
 
 

@@ -23,7 +23,7 @@ def link_names(inst: Instance) -> set[str]:
 
 
 def our_table(inst: Instance) -> str:
-    result = inst.sh("nft", "-j", "list", "table", "inet", "container", check=False)
+    result = inst.sh("nft", "-j", "list", "table", "inet", "container-bridge", check=False)
     return result.stdout if result.returncode == 0 else ""
 
 

@@ -32,7 +32,7 @@ def ping(pool: NetnsPool, ns: str, addr: str) -> bool:
 
 def our_table_present(inst: Instance) -> bool:
     tables = inst.nft_tables()
-    return "table inet container" in tables and "table bridge container" in tables
+    return "table inet container-bridge" in tables and "table bridge container-bridge" in tables
 
 
 def test_members_cannot_reach_the_hosts_loopback_services(
@@ -150,13 +150,13 @@ def test_a_member_taking_anothers_address_or_mac_reaches_no_one(
     assert ping(pool, b_ns, a_ip) and ping(pool, b_ns, "10.96.0.1")
     # A detached member leaves no anti-spoofing element behind; a deleted network neither.
     s_port = names.host_ifname("veth", "sp", "s", "eth0")
-    assert s_port in inst.sh("nft", "list", "table", "bridge", "container").stdout
+    assert s_port in inst.sh("nft", "list", "table", "bridge", "container-bridge").stdout
     inst.cli("network", "detach", "sp", "--name", "s")
-    assert s_port not in inst.sh("nft", "list", "table", "bridge", "container").stdout
+    assert s_port not in inst.sh("nft", "list", "table", "bridge", "container-bridge").stdout
     for name in ("a", "b"):
         inst.cli("network", "detach", "sp", "--name", name)
     inst.cli("network", "delete", "sp")
-    assert "cv" not in inst.sh("nft", "list", "table", "bridge", "container").stdout
+    assert "cv" not in inst.sh("nft", "list", "table", "bridge", "container-bridge").stdout
 
 
 def test_spoofcheck_off_lets_a_member_send_from_any_address(
@@ -187,18 +187,18 @@ def test_firewall_is_restored_after_a_flush_or_a_deleted_table(
         publish(inst, "a", [fwd(None, 8080, a_ip)])
         assert seen_by_server(inst.netns, "127.0.0.1", 8080) == "10.99.1.1"
         assert our_table_present(inst)
-        before = inst.sh("nft", "list", "table", "inet", "container").stdout
+        before = inst.sh("nft", "list", "table", "inet", "container-bridge").stdout
         for breaking in (
             ["nft", "flush", "ruleset"],
-            ["nft", "delete", "table", "inet", "container"],
-            ["nft", "delete", "table", "bridge", "container"],
-            ["nft", "flush", "chain", "inet", "container", "forward"],
+            ["nft", "delete", "table", "inet", "container-bridge"],
+            ["nft", "delete", "table", "bridge", "container-bridge"],
+            ["nft", "flush", "chain", "inet", "container-bridge", "forward"],
         ):
             inst.sh(*breaking)
             began = time.monotonic()
             while time.monotonic() - began < 3.0:
                 if our_table_present(inst) and (
-                    inst.sh("nft", "list", "table", "inet", "container").stdout == before
+                    inst.sh("nft", "list", "table", "inet", "container-bridge").stdout == before
                 ):
                     break
                 time.sleep(0.02)

@@ -18,8 +18,8 @@ from container_runtime.models import (
     parse_key_values,
     parse_mac,
     parse_mtu,
-    validate_bridge_options,
     validate_network_name,
+    validate_options,
 )
 
 
@@ -131,11 +131,13 @@ def test_key_values_and_options() -> None:
     assert parse_key_values(["a=b", "c.d/e=x=y"], "label") == {"a": "b", "c.d/e": "x=y"}
     with pytest.raises(InvalidArgument, match="KEY=VALUE"):
         parse_key_values(["novalue"], "label")
-    assert validate_bridge_options({"variant": "isolated"}) == {"variant": "isolated"}
-    with pytest.raises(InvalidArgument, match="unknown network option"):
-        validate_bridge_options({"colour": "blue"})
+    bridge = {"variant": ("shared", "isolated")}  # as a manifest gives them
+    assert validate_options({"variant": "isolated"}, bridge) == {"variant": "isolated"}
+    assert validate_options({"dns-forward": "on"}, {}) == {"dns-forward": "on"}  # runtime's
+    with pytest.raises(InvalidArgument, match="unknown network option 'colour'"):
+        validate_options({"colour": "blue"}, bridge)
     with pytest.raises(InvalidArgument, match="valid: shared, isolated"):
-        validate_bridge_options({"variant": "open"})
+        validate_options({"variant": "open"}, bridge)
 
 
 def test_network_configuration_round_trip() -> None:
@@ -165,8 +167,8 @@ def test_network_configuration_refuses_foreign_gateway() -> None:
 def test_attachment_request_validation() -> None:
     with pytest.raises(InvalidArgument, match="needs a network namespace"):
         AttachmentRequest(network="foo", owner="a", hostname="a", strategy="veth")
-    with pytest.raises(InvalidArgument, match="unknown interface strategy"):
-        AttachmentRequest(network="foo", owner="a", hostname="a", strategy="macvtap")
+    with pytest.raises(InvalidArgument, match="invalid interface strategy"):
+        AttachmentRequest(network="foo", owner="a", hostname="a", strategy="Mac Vtap")
     with pytest.raises(InvalidArgument, match="invalid container name"):
         AttachmentRequest(network="foo", owner="a b", hostname="a")
     req = AttachmentRequest(network="foo", owner="a", hostname="a", netns="/run/netns/x")

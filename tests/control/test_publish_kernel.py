@@ -70,17 +70,17 @@ def test_ipv6_published_ports(instance: Instance, netns_pool: NetnsPool) -> None
         assert seen_by_server(inst.netns, "::1", 8081) is None
         # A member reaching its own published port through the host (hairpin).
         assert seen_by_server(web, OUT_HOST6, 8081) == "fd00:95::1"
-        rules = inst.sh("nft", "list", "table", "inet", "container").stdout
+        rules = inst.sh("nft", "list", "table", "inet", "container-bridge").stdout
         assert "fd00:2::1 . tcp . 8080 : fd00:95::" in rules
     finally:
         server.close()
     inst.cli("network", "create", "four", "--subnet", "10.95.4.0/24")
     only4 = pool.create("m")
     v4 = inst.cli("network", "attach", "four", "--name", "only4", "--netns", only4).json()
-    before = inst.sh("nft", "list", "table", "inet", "container").stdout
+    before = inst.sh("nft", "list", "table", "inet", "container-bridge").stdout
     with pytest.raises(ContainerError, match="has no IPv6 address on its primary network"):
         publish(inst, "only4", [fwd("::", 9000, v4["address"].split("/")[0])])
-    assert inst.sh("nft", "list", "table", "inet", "container").stdout == before
+    assert inst.sh("nft", "list", "table", "inet", "container-bridge").stdout == before
 
 
 def test_a_10000_port_range(instance: Instance, netns_pool: NetnsPool) -> None:

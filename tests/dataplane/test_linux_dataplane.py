@@ -192,7 +192,7 @@ def test_teardown_leaves_nothing_behind(sandbox: Sandbox) -> None:
         dp.sync_firewall([(a, bra), (i, bri)], [pf])
         owned = dp.owned_links()
         assert set(owned) == {bra, bri, *hosts}
-        assert owned[bra] == "container-runtime:net:a"
+        assert owned[bra] == "container-runtime:bridge:net:a"
         assert snapshot(dp) != before
         for h in hosts:
             dp.detach(h)
@@ -225,7 +225,7 @@ def test_bad_input_is_refused_and_leaves_nothing(sandbox: Sandbox) -> None:
             with pytest.raises(exc, match=match):
                 dp.attach(*args)  # type: ignore[arg-type]
             assert snapshot(dp) == state
-            assert dp.owned_links() == {bra: "container-runtime:net:a"}
+            assert dp.owned_links() == {bra: "container-runtime:bridge:net:a"}
 
         ok, bad_mac = member(a, 2), member(a, 2, mac="01:00:5e:00:00:01")
         missing = str(tmp / "nope")

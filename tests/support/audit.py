@@ -164,7 +164,7 @@ def consistency(inst: Instance) -> dict[str, int]:
     stale_elements = 0
     for item in nft.get("nftables", []):
         s = item.get("set") or item.get("map")
-        if not s or s.get("table") != "container":
+        if not s or s.get("table") != "container-bridge":
             continue
         for elem in s.get("elem", []):
             text = json.dumps(elem)

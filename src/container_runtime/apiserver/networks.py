@@ -36,6 +36,7 @@ from ..models import (
     parse_mac,
     validate_container_name,
     validate_network_name,
+    validate_options,
     validate_plugin_name,
 )
 from ..network.plugins import find_plugin
@@ -187,11 +188,13 @@ class NetworkService:
         # Given but empty is refused, not taken as "the default" (None means not given).
         given_plugin = body.get("plugin")
         plugin = DEFAULT_PLUGIN if given_plugin is None else validate_plugin_name(str(given_plugin))
-        find_plugin(plugin, self.config.plugin_path)
+        manifest = find_plugin(plugin, self.config.plugin_path)
         labels = parse_key_values(_str_list(body.get("labels")), "label")
         if labels.get("builtin"):
             raise InvalidArgument("the label 'builtin' is reserved")
-        options = parse_key_values(_str_list(body.get("options")), "option")
+        options = validate_options(
+            parse_key_values(_str_list(body.get("options")), "option"), dict(manifest.options)
+        )
         mode = NetworkMode.INTERNAL if body.get("internal") else NetworkMode.NAT
         subnet_v6 = None
         if body.get("subnetV6") is not None:

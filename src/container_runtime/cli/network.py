@@ -103,7 +103,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     attach.add_argument("--mac", help="MAC address (default: generated)")
     attach.add_argument("--mtu", type=int, help="MTU (default: the network's)")
     attach.add_argument("--netns", help="network namespace (name or path) to put the interface in")
-    attach.add_argument("--strategy", choices=["veth", "tap"], help="how the interface is built")
+    attach.add_argument(
+        "--strategy",
+        help="how the interface is built: one the network's plugin offers (bridge: veth, tap)",
+    )
     attach.add_argument("--interface", default="eth0", help="interface name (default: eth0)")
     attach.add_argument("--secondary", action="store_true", help="no default route via this one")
     attach.set_defaults(handler=attach_network)

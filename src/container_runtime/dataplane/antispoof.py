@@ -1,5 +1,5 @@
-"""Anti-spoofing: the nftables table `bridge container`, which lets a member send only from
-its own MAC and addresses.
+"""Anti-spoofing: the nftables table `bridge container-PLUGIN` (names.table_name), which
+lets a member send only from its own MAC and addresses.
 
 Frames arriving on a guarded bridge port (the host end of an attachment of a network with
 `spoofcheck=on`, the default) must carry the attachment's MAC as Ethernet source, and its
@@ -19,7 +19,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-TABLE = "container"
+from .names import TABLE
+
 FAMILY = "bridge"
 
 
@@ -86,10 +87,10 @@ SET_TYPES = {
 }
 
 
-def build_table(ports: Iterable[GuardedPort]) -> str:
-    """The nft script that replaces table bridge container."""
+def build_table(ports: Iterable[GuardedPort], table: str = TABLE) -> str:
+    """The nft script that replaces table bridge `table`."""
     sets = _collect(ports)
-    lines = [f"table {FAMILY} {TABLE} {{"]
+    lines = [f"table {FAMILY} {table} {{"]
     for name, type_ in SET_TYPES.items():
         elems = sorted(set(sets[name]))
         body = f"{type_};" + (" elements = { " + ", ".join(elems) + " };" if elems else "")
@@ -113,17 +114,16 @@ def build_table(ports: Iterable[GuardedPort]) -> str:
         "  }",
         "}",
     ]
-    head = f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
-    return head + "\n".join(lines) + "\n"
+    return remove_table(table) + "\n".join(lines) + "\n"
 
 
-def remove_table() -> str:
-    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
+def remove_table(table: str = TABLE) -> str:
+    return f"table {FAMILY} {table}\ndelete table {FAMILY} {table}\n"
 
 
-def element_script(verb: str, port: GuardedPort) -> str:
+def element_script(verb: str, port: GuardedPort, table: str = TABLE) -> str:
     """`add` or `delete` one port's elements, as one batch."""
     return "".join(
-        f"{verb} element {FAMILY} {TABLE} {name} {{ {', '.join(elems)} }}\n"
+        f"{verb} element {FAMILY} {table} {name} {{ {', '.join(elems)} }}\n"
         for name, elems in port.elements().items()
     )

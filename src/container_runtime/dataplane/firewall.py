@@ -1,5 +1,6 @@
-"""The project's nftables tables: `inet container` (NAT, network isolation, published ports,
-IPv4 and IPv6) and `bridge container` (anti-spoofing, built by antispoof.py).
+"""A plugin's nftables tables: `inet container-PLUGIN` (NAT, network isolation, published
+ports, IPv4 and IPv6) and `bridge container-PLUGIN` (anti-spoofing, built by antispoof.py);
+the names come from names.table_name, so each plugin has its own.
 
 Both tables are rebuilt as one atomic batch; rules match sets and maps keyed by bridge
 names, subnets, ports and attachments, so the rule count is fixed however many containers
@@ -20,8 +21,8 @@ from ..errors import Conflict, ContainerError, InvalidArgument
 from ..models import NetworkConfiguration, NetworkMode
 from . import antispoof
 from .antispoof import GuardedPort
+from .names import LEGACY_TABLE, TABLE
 
-TABLE = "container"
 FAMILY = "inet"
 
 
@@ -124,13 +125,14 @@ def build_ruleset(
     networks: list[tuple[NetworkConfiguration, str]],
     forwards: list[PortForward],
     guarded: Iterable[GuardedPort] = (),
+    table: str = TABLE,
 ) -> str:
     """The nft script that replaces our tables (or removes them when there is nothing to hold):
-    table inet container (isolation, NAT, published ports) and table bridge container
+    table inet `table` (isolation, NAT, published ports) and table bridge `table`
     (anti-spoofing, see antispoof.py)."""
-    head = f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
+    head = f"table {FAMILY} {table}\ndelete table {FAMILY} {table}\n"
     if not networks and not forwards:
-        return head + antispoof.remove_table()
+        return head + antispoof.remove_table(table)
     bridges = [_q(b) for _, b in networks]
     internal = [_q(b) for c, b in networks if c.mode == NetworkMode.INTERNAL]
     nat4 = [str(c.ipv4_subnet) for c, _ in networks if c.mode == NetworkMode.NAT]
@@ -161,7 +163,7 @@ def build_ruleset(
     ]
     service = "inet_proto . inet_service"
     lines = [
-        f"table {FAMILY} {TABLE} {{",
+        f"table {FAMILY} {table} {{",
         _set("bridges", "ifname", bridges),
         _set("intra", "ifname . ifname", (f"{b} . {b}" for b in bridges)),
         _set("internal", "ifname", internal),
@@ -221,7 +223,16 @@ def build_ruleset(
         "  }",
         "}",
     ]
-    return head + "\n".join(lines) + "\n" + antispoof.build_table(guarded)
+    return head + "\n".join(lines) + "\n" + antispoof.build_table(guarded, table)
+
+
+def remove_legacy_tables() -> str:
+    """Drop the pre-11.3 tables (`inet container`, `bridge container`): they were the
+    bridge plugin's, and only it runs this (after writing its new ones)."""
+    return "".join(
+        f"table {family} {LEGACY_TABLE}\ndelete table {family} {LEGACY_TABLE}\n"
+        for family in (FAMILY, antispoof.FAMILY)
+    )
 
 
 class Nft:
@@ -256,7 +267,7 @@ class Nft:
         return str(out)
 
 
-def element_script(verb: str, forwards: list[PortForward]) -> str:
+def element_script(verb: str, forwards: list[PortForward], table: str = TABLE) -> str:
     by_map: dict[str, list[str]] = {}
     for pf in _dedupe(forwards):
         name, elem = pf.element()
@@ -264,6 +275,6 @@ def element_script(verb: str, forwards: list[PortForward]) -> str:
             elem = elem.split(" : ")[0]
         by_map.setdefault(name, []).append(elem)
     return "".join(
-        f"{verb} element {FAMILY} {TABLE} {name} {{ {', '.join(elems)} }}\n"
+        f"{verb} element {FAMILY} {table} {name} {{ {', '.join(elems)} }}\n"
         for name, elems in sorted(by_map.items())
     )

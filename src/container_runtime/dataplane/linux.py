@@ -55,8 +55,9 @@ def _attr(msg: Any, name: str) -> Any:
 class LinuxDataPlane:
     """Kernel data plane of the bridge plugin, acting on the namespace it was created in."""
 
-    def __init__(self, netns_dir: Path) -> None:
+    def __init__(self, netns_dir: Path, plugin: str = names.PLUGIN) -> None:
         self.netns_dir = Path(netns_dir)
+        self.plugin = names.check_plugin(plugin)  # marks our links, names our tables
         self._lock = threading.RLock()
         self._home_fd = nsutil.current_netns_fd()
         self._ipr = IPRoute()
@@ -122,7 +123,7 @@ class LinuxDataPlane:
     def setup_network(self, config: NetworkConfiguration, mtu: int | None = None) -> str:
         """Create (or repair) the network's bridge with its gateway addresses; idempotent."""
         name = names.bridge_name(config.name)
-        alias = names.bridge_alias(config.name)
+        alias = names.bridge_alias(config.name, self.plugin)
         with self._lock:
             link = self._link(name)
             created = False
@@ -204,7 +205,7 @@ class LinuxDataPlane:
             if link is None:
                 return
             alias = _attr(link, "IFLA_IFALIAS")
-            if not names.is_ours(alias) or not str(alias).startswith(names.ALIAS_PREFIX + "net:"):
+            if not str(alias or "").startswith(names.bridge_alias("", self.plugin)):
                 raise Conflict(f"link {bridge} is not a bridge of ours; not deleting it")
             self._delete_link_now(bridge)
 
@@ -213,7 +214,7 @@ class LinuxDataPlane:
     def _firewall(self) -> Tables:
         with self._lock:
             if self._tables is None:
-                self._tables = Tables()  # opened here: bound to our namespace
+                self._tables = Tables(self.plugin)  # opened here: bound to our namespace
             return self._tables
 
     def sync_firewall(
@@ -250,7 +251,7 @@ class LinuxDataPlane:
         index = None if refresh else self._bridge_index.get(bridge)
         if index is None:
             link = self._link(bridge)
-            if link is None or not names.is_ours(_attr(link, "IFLA_IFALIAS")):
+            if link is None or not names.is_ours(_attr(link, "IFLA_IFALIAS"), self.plugin):
                 raise InvalidArgument(f"bridge {bridge} does not exist")
             index = int(link["index"])
             self._bridge_index[bridge] = index
@@ -274,7 +275,7 @@ class LinuxDataPlane:
             strategy, attachment.network, attachment.owner, attachment.interface
         )
         alias = names.attachment_alias(
-            strategy, attachment.network, attachment.owner, attachment.interface
+            strategy, attachment.network, attachment.owner, attachment.interface, self.plugin
         )
         self._wait_pending(host)
         with self._lock:
@@ -506,12 +507,31 @@ class LinuxDataPlane:
         with self._lock:
             for link in self._ipr.get_links():
                 alias = link.get_attr("IFLA_IFALIAS")
-                if names.is_ours(alias):
+                if names.is_ours(alias, self.plugin):
                     out[str(link.get_attr("IFLA_IFNAME"))] = str(alias)
         with self._pending_lock:
             for name in self._pending:
                 out.pop(name, None)
         return out
+
+    def adopt_legacy(self) -> int:
+        """Upgrade from the pre-11.3 names: re-mark links that carry an old mark
+        (`container-runtime:net:...`: only the bridge plugin ever wrote those) with ours,
+        so reconciliation keeps or removes them like any other; drop the old `container`
+        tables once ours are written. Returns the number of links re-marked."""
+        marked = 0
+        with self._lock:
+            for link in self._ipr.get_links():
+                alias = link.get_attr("IFLA_IFALIAS")
+                if names.is_legacy(alias):
+                    new = names.from_legacy(str(alias), self.plugin)
+                    self._ipr.link("set", index=int(link["index"]), ifalias=new)
+                    marked += 1
+        return marked
+
+    def remove_legacy_tables(self) -> bool:
+        """Delete the pre-11.3 `inet/bridge container` tables; True if there were any."""
+        return self._firewall().remove_legacy()
 
     # ----------------------------------------------------------------- namespaces
 

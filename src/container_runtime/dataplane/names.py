@@ -2,17 +2,49 @@
 
 Names are hashes of validated inputs, so no user text ever reaches a kernel name or an
 nft rule; the alias says whose link it is, so reconciliation can find orphans.
+
+Every kernel object carries the plugin that owns it: links are marked
+`container-runtime:PLUGIN:...` and the nft tables are `inet container-PLUGIN` and
+`bridge container-PLUGIN`, so two plugins built on this data plane each reconcile only
+their own. Releases before 11.3 used `container-runtime:net:...` / `container-runtime:veth:...`
+marks and tables named `container`: those are the bridge plugin's (LEGACY_*), adopted or
+removed by it at start.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
-ALIAS_PREFIX = "container-runtime:"
+ROOT_PREFIX = "container-runtime:"
+PLUGIN = "bridge"  # the plugin this package serves unless told otherwise
+PLUGIN_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")  # as manifests allow, bounded
+LEGACY_TABLE = "container"
+LEGACY_KINDS = ("net", "veth", "tap")  # second field of a pre-11.3 alias
 BRIDGE_PREFIX = "ctr-"
 VETH_PREFIX = "cv"
 TAP_PREFIX = "ct"
 IFNAMSIZ = 15
+
+
+def check_plugin(plugin: str) -> str:
+    """A plugin name fit for kernel names (short, no separators, not an old alias kind)."""
+    if not PLUGIN_RE.match(plugin) or plugin in LEGACY_KINDS:
+        raise ValueError(f"unusable plugin name {plugin!r} for kernel object names")
+    return plugin
+
+
+def alias_prefix(plugin: str = PLUGIN) -> str:
+    return f"{ROOT_PREFIX}{check_plugin(plugin)}:"
+
+
+def table_name(plugin: str = PLUGIN) -> str:
+    """Name of the plugin's nft tables (one per family: inet and bridge)."""
+    return f"container-{check_plugin(plugin)}"
+
+
+ALIAS_PREFIX = alias_prefix()
+TABLE = table_name()
 
 
 def _digest(*parts: str) -> str:
@@ -24,8 +56,8 @@ def bridge_name(network: str) -> str:
     return BRIDGE_PREFIX + _digest("net", network)[:10]
 
 
-def bridge_alias(network: str) -> str:
-    return f"{ALIAS_PREFIX}net:{network}"
+def bridge_alias(network: str, plugin: str = PLUGIN) -> str:
+    return f"{alias_prefix(plugin)}net:{network}"
 
 
 def bridge_mac(network: str) -> str:
@@ -45,12 +77,27 @@ def host_ifname(strategy: str, network: str, owner: str, interface: str) -> str:
     return prefix + _digest(strategy, network, owner, interface)[:12]
 
 
-def attachment_alias(strategy: str, network: str, owner: str, interface: str) -> str:
-    return f"{ALIAS_PREFIX}{strategy}:{network}:{owner}:{interface}"
+def attachment_alias(
+    strategy: str, network: str, owner: str, interface: str, plugin: str = PLUGIN
+) -> str:
+    return f"{alias_prefix(plugin)}{strategy}:{network}:{owner}:{interface}"
 
 
-def is_ours(alias: str | None) -> bool:
-    return bool(alias) and str(alias).startswith(ALIAS_PREFIX)
+def is_ours(alias: str | None, plugin: str = PLUGIN) -> bool:
+    return bool(alias) and str(alias).startswith(alias_prefix(plugin))
+
+
+def is_legacy(alias: str | None) -> bool:
+    """A pre-11.3 mark (`container-runtime:net:...`, `...:veth:...`, `...:tap:...`)."""
+    text = str(alias or "")
+    if not text.startswith(ROOT_PREFIX):
+        return False
+    return text[len(ROOT_PREFIX) :].split(":", 1)[0] in LEGACY_KINDS
+
+
+def from_legacy(alias: str, plugin: str = PLUGIN) -> str:
+    """The current mark of a link that carries a pre-11.3 one."""
+    return alias_prefix(plugin) + alias[len(ROOT_PREFIX) :]
 
 
 def looks_like_attachment(ifname: str) -> bool:

@@ -16,9 +16,9 @@ import threading
 
 from ..errors import ContainerError
 from ..models import NetworkConfiguration
-from . import antispoof
+from . import antispoof, names
 from .antispoof import GuardedPort
-from .firewall import TABLE, Nft, PortForward, build_ruleset, element_script
+from .firewall import Nft, PortForward, build_ruleset, element_script, remove_legacy_tables
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -91,10 +91,10 @@ class Ruleset:
         [reply] = self._request(NFT_MSG_GETGEN, 0, 0)
         return int(struct.unpack("!I", self._attrs(reply)[NFTA_GEN_ID][:4])[0])
 
-    def rule_counts(self) -> dict[str, int]:
-        """{"family chain": rules} of our tables (a missing table: no entries)."""
+    def rule_counts(self, name: str = names.TABLE) -> dict[str, int]:
+        """{"family chain": rules} of the tables called `name` (a missing table: no entries)."""
         counts: dict[str, int] = {}
-        table = TABLE.encode() + b"\0"
+        table = name.encode() + b"\0"
         attr = struct.pack("=HH", 4 + len(table), NFTA_RULE_TABLE) + table
         attr += b"\0" * (-len(attr) % 4)
         for family, number in NFPROTO.items():
@@ -113,9 +113,11 @@ class Ruleset:
 
 
 class Tables:
-    """The writer of tables inet/bridge container, bound to the namespace it was made in."""
+    """The writer of a plugin's tables inet/bridge container-PLUGIN, bound to the namespace
+    it was made in."""
 
-    def __init__(self) -> None:
+    def __init__(self, plugin: str = names.PLUGIN) -> None:
+        self.table = names.table_name(plugin)
         self._lock = threading.Lock()
         self._nft = Nft()
         self._probe = Ruleset()
@@ -140,10 +142,10 @@ class Tables:
         guarded: list[GuardedPort] | None = None,
     ) -> None:
         """Replace our tables in one atomic batch; with nothing to hold, remove them."""
-        script = build_ruleset(networks, port_forwards, guarded or ())
+        script = build_ruleset(networks, port_forwards, guarded or (), self.table)
         with self._lock:
             self._write(script)
-            self._layout = self._probe.rule_counts()
+            self._layout = self._probe.rule_counts(self.table)
             self._ours = self._probe.generation()
 
     def intact(self) -> bool:
@@ -155,37 +157,47 @@ class Tables:
             now = self._probe.generation()
             if now == self._ours:
                 return True  # nobody changed any ruleset since our last write
-            intact = self._probe.rule_counts() == self._layout
+            intact = self._probe.rule_counts(self.table) == self._layout
             if intact:
                 self._ours = now  # someone else's table changed, not ours
             return intact
 
     def guard_port(self, port: GuardedPort) -> None:
         with self._lock:
-            self._write(antispoof.element_script("add", port))
+            self._write(antispoof.element_script("add", port, self.table))
 
     def unguard_port(self, port: GuardedPort) -> None:
         with self._lock:
             try:
-                self._write(antispoof.element_script("delete", port))
+                self._write(antispoof.element_script("delete", port, self.table))
             except ContainerError:
                 pass  # already gone (a full rebuild ran in between): idempotent
 
     def add_port_forwards(self, port_forwards: list[PortForward]) -> None:
         if port_forwards:
             with self._lock:
-                self._write(element_script("add", port_forwards))
+                self._write(element_script("add", port_forwards, self.table))
 
     def remove_port_forwards(self, port_forwards: list[PortForward]) -> None:
         if not port_forwards:
             return
         with self._lock:
             try:
-                self._write(element_script("delete", port_forwards))
+                self._write(element_script("delete", port_forwards, self.table))
             except ContainerError:
                 # One missing element fails the whole batch: delete one by one, ignore absent.
                 for pf in port_forwards:
                     try:
-                        self._write(element_script("delete", [pf]))
+                        self._write(element_script("delete", [pf], self.table))
                     except ContainerError:
                         pass
+
+    def remove_legacy(self) -> bool:
+        """Delete the pre-11.3 tables named `container` (the bridge plugin's); True if any
+        existed. Run once at start, after sync(), so our rules never lapse in an upgrade."""
+        with self._lock:
+            listing = self._nft.run("list tables")
+            if not any(ln.split()[-1:] == [names.LEGACY_TABLE] for ln in listing.splitlines()):
+                return False
+            self._write(remove_legacy_tables())
+            return True

@@ -1,0 +1,97 @@
+"""The driver interface of the plugin SDK: what a network plugin writes; everything
+generic (socket, routes, lock, pid file, signals, allocation, commit-before-reply,
+idempotency per owner, reconcile at start) is the host's (host.py).
+
+A driver only builds and removes kernel (or other) state for networks and attachments the
+host has already validated and committed; it never touches the allocator's tables itself
+except through the host.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import InvalidArgument
+from ..models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
+
+if TYPE_CHECKING:
+    from .host import PluginHost
+
+
+class Driver:
+    """Base class of a network plugin's driver; override the methods the plugin needs.
+
+    Class attributes say what the plugin offers (also served by GET /status):
+    `name` (as in its manifest), `version`, `strategies` (interface strategies it can
+    realise) and `options` (`network create --option KEY=VALUE` it accepts: each key with
+    its values, the default first).
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1.0"
+    strategies: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    host: PluginHost
+
+    def bind(self, host: PluginHost) -> None:
+        """Called once by the host before anything else (gives the driver its allocator,
+        database and network lookups)."""
+        self.host = host
+
+    # -- networks ---------------------------------------------------------------------
+
+    def validate(self, config: NetworkConfiguration) -> None:
+        """Refuse a network the plugin cannot build (options parsed once, here)."""
+        known = {**self.options, **RUNTIME_OPTIONS}
+        for key, value in config.options.items():
+            allowed = known.get(key)
+            if allowed is None:
+                valid = ", ".join(sorted(known))
+                raise InvalidArgument(
+                    f"plugin {self.name} has no option {key!r} (valid options: {valid})"
+                )
+            if value not in allowed:
+                raise InvalidArgument(
+                    f"invalid value {value!r} for option {key} (valid: {', '.join(allowed)})"
+                )
+
+    def create_network(self, config: NetworkConfiguration) -> str | None:
+        """Build the network (idempotent); returns its kernel link's name, if any."""
+        return None
+
+    def delete_network(self, name: str) -> None:
+        """Remove the network's state (idempotent); it has no attachments left."""
+
+    # -- attachments ------------------------------------------------------------------
+
+    def realise(
+        self, attachment: Attachment, request: AttachmentRequest, config: NetworkConfiguration
+    ) -> str | None:
+        """Build a committed attachment's interface for `request.strategy`; all or nothing
+        (on failure undo your own work and raise: the host then releases the allocation).
+        Returns the host-side interface name, if any."""
+        raise InvalidArgument(f"plugin {self.name} cannot build interfaces")
+
+    def unrealise(self, attachment: Attachment, host_ifname: str | None) -> None:
+        """Remove a released attachment's interface (idempotent)."""
+
+    # -- published ports (optional) ---------------------------------------------------
+
+    def publish(self, owner: str, forwards: list[dict[str, Any]]) -> None:
+        raise InvalidArgument(f"plugin {self.name} does not publish ports")
+
+    def unpublish(self, owner: str) -> None:
+        """Withdraw an owner's published ports (idempotent; nothing to do by default)."""
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Make the world match the state (at start, after a crash, on POST /reload)."""
+
+    def start(self, stop: threading.Event) -> None:
+        """Start background work (watchers) once serving; end it when `stop` is set."""
+
+    def close(self) -> None:
+        """Release resources at shutdown."""

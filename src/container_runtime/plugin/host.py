@@ -1,0 +1,231 @@
+"""The plugin SDK host: serves one network plugin's helper protocol around a Driver.
+
+Owns everything a plugin does not need to write itself: the instance lock and pid file,
+the Unix socket and its routes (docs/PLUGINS.md), SIGTERM, the allocator (IP, MAC,
+gateway) with its two guarantees — a repeated attach of an owner returns the same
+attachment, and an allocation is committed before any kernel work and before the reply,
+released again if the driver fails — and reconciliation at start. The driver (driver.py)
+only builds and removes what the host has committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..config import load_config
+from ..daemon import InstanceLock, host_default_mtu, setup_logging, write_pidfile
+from ..errors import ConfigError, Conflict, InvalidArgument, NotFound
+from ..http import Request, Router, SelectorHTTPServer
+from ..models import Attachment, AttachmentRequest, NetworkConfiguration
+from ..network.allocator import Allocator
+from ..paths import Paths
+from ..state import Database
+from .driver import Driver
+from .protocol import PROTOCOL_VERSION
+
+
+class PluginHost:
+    """Allocation and state of one plugin's networks, around its driver."""
+
+    def __init__(
+        self, driver: Driver, paths: Paths, db: Database, domain: str | None, mtu: int
+    ) -> None:
+        self.driver = driver
+        self.plugin = driver.name
+        self.paths = paths
+        self.db = db
+        self.log = logging.getLogger(f"container-network-{driver.name}")
+        self.allocator = Allocator(db, domain, mtu, driver.name)
+        self.configs: dict[str, NetworkConfiguration] = {}  # immutable once created
+        driver.bind(self)
+
+    # -- networks -------------------------------------------------------------------------
+
+    def network_config(self, name: str) -> NetworkConfiguration:
+        cached = self.configs.get(name)
+        if cached is not None:
+            return cached
+        with self.db.read() as conn:
+            row = conn.execute("SELECT config FROM networks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"network {name} not found")
+        config = NetworkConfiguration.from_json(json.loads(row["config"]))
+        if config.plugin != self.plugin:
+            raise InvalidArgument(f"network {name} belongs to plugin {config.plugin}")
+        self.configs[name] = config
+        return config
+
+    def all_networks(self) -> list[NetworkConfiguration]:
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT config FROM networks ORDER BY name").fetchall()
+        configs = [NetworkConfiguration.from_json(json.loads(r["config"])) for r in rows]
+        return [c for c in configs if c.plugin == self.plugin]
+
+    def create_network(self, config: NetworkConfiguration) -> str | None:
+        if config.plugin != self.plugin:
+            raise InvalidArgument(f"network {config.name} belongs to plugin {config.plugin}")
+        self.driver.validate(config)
+        self.configs.pop(config.name, None)
+        return self.driver.create_network(config)
+
+    def delete_network(self, name: str) -> None:
+        owners = [a.owner for a in self.allocator.list(network=name)]
+        if owners:
+            raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
+        self.configs.pop(name, None)
+        self.driver.delete_network(name)
+        self.allocator.forget_network(name)
+
+    # -- attachments ----------------------------------------------------------------------
+
+    def attach(self, request: AttachmentRequest) -> Attachment:
+        config = self.network_config(request.network)
+        if request.strategy and request.strategy not in self.driver.strategies:
+            valid = ", ".join(self.driver.strategies) or "none"  # refused before allocating
+            raise InvalidArgument(
+                f"unknown interface strategy {request.strategy!r} (valid: {valid})"
+            )
+        attachment, created = self.allocator.allocate(request, config)  # committed here
+        if not request.strategy:
+            return attachment
+        if not created and self.allocator.host_ifname(config.name, request.owner):
+            return attachment  # an idempotent retry of a request that completed
+        try:
+            host_ifname = self.driver.realise(attachment, request, config)
+        except BaseException:
+            self.allocator.release(config.name, request.owner)
+            raise
+        self.allocator.mark_ready(config.name, request.owner, host_ifname)
+        return attachment
+
+    def detach(self, network: str, owner: str) -> Attachment:
+        host_ifname = self.allocator.host_ifname(network, owner)
+        attachment = self.allocator.release(network, owner)  # committed before the kernel work
+        self.driver.unrealise(attachment, host_ifname)
+        return attachment
+
+    def reconcile(self) -> None:
+        self.driver.reconcile()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "plugin": self.plugin,
+            "version": self.driver.version,
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "strategies": list(self.driver.strategies),
+            "networks": [c.name for c in self.all_networks()],
+        }
+
+
+def build_router(host: PluginHost) -> Router:
+    router = Router()
+
+    @router.route("GET", "/status")
+    def status(_: Request) -> tuple[int, Any]:
+        return 200, host.status()
+
+    @router.route("POST", "/networks")
+    def create_network(req: Request) -> tuple[int, Any]:
+        config = NetworkConfiguration.from_json(_body(req))
+        return 200, {"bridge": host.create_network(config)}
+
+    @router.route("DELETE", "/networks/{name}")
+    def delete_network(req: Request) -> tuple[int, Any]:
+        host.delete_network(req.params["name"])
+        return 200, {}
+
+    @router.route("POST", "/networks/{name}/attachments")
+    def attach(req: Request) -> tuple[int, Any]:
+        body = dict(_body(req))
+        body["network"] = req.params["name"]
+        return 200, host.attach(AttachmentRequest.from_json(body)).to_json()
+
+    @router.route("GET", "/networks/{name}/attachments")
+    def list_attachments(req: Request) -> tuple[int, Any]:
+        return 200, [a.to_json() for a in host.allocator.list(network=req.params["name"])]
+
+    @router.route("GET", "/networks/{name}/attachments/{owner}")
+    def lookup(req: Request) -> tuple[int, Any]:
+        found = host.allocator.get(req.params["name"], req.params["owner"])
+        if found is None:
+            raise NotFound(f"{req.params['owner']} is not attached to {req.params['name']}")
+        return 200, found.to_json()
+
+    @router.route("DELETE", "/networks/{name}/attachments/{owner}")
+    def detach(req: Request) -> tuple[int, Any]:
+        return 200, host.detach(req.params["name"], req.params["owner"]).to_json()
+
+    @router.route("PUT", "/portforwards/{owner}")
+    def publish(req: Request) -> tuple[int, Any]:
+        forwards = _body(req).get("forwards") or []
+        if not isinstance(forwards, list):
+            raise InvalidArgument("forwards must be a list")
+        host.driver.publish(req.params["owner"], forwards)
+        return 200, {}
+
+    @router.route("DELETE", "/portforwards/{owner}")
+    def unpublish(req: Request) -> tuple[int, Any]:
+        host.driver.unpublish(req.params["owner"])
+        return 200, {}
+
+    @router.route("POST", "/reload")
+    def reload(_: Request) -> tuple[int, Any]:
+        host.reconcile()
+        return 200, {}
+
+    return router
+
+
+def _body(req: Request) -> dict[str, Any]:
+    if not isinstance(req.body, dict):
+        raise InvalidArgument("expected a JSON object")
+    return req.body
+
+
+def serve(make_driver: Callable[[], Driver]) -> None:
+    """Run a plugin's helper until SIGTERM: the whole `main` of a plugin built on the SDK."""
+    driver = make_driver()
+    name = f"container-network-{driver.name}"
+    log = setup_logging(name)
+    paths = Paths.from_env()
+    lock = InstanceLock(paths.run_dir / f"network-{driver.name}.lock")
+    if not lock.acquire(timeout=10):
+        print(f"Error: {name} is already running", file=sys.stderr)
+        sys.exit(1)
+    try:
+        config = load_config(paths.config_file)
+    except ConfigError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    db = Database(paths.database)
+    host = PluginHost(driver, paths, db, config.dns_domain, config.mtu or host_default_mtu())
+    host.reconcile()
+    socket_path = paths.helper_socket(driver.name)
+    server = SelectorHTTPServer(
+        socket_path,
+        build_router(host),
+        mode=0o600,
+        on_error=lambda exc: log.exception("internal error", exc_info=exc),
+    )
+    write_pidfile(paths.helper_pidfile(driver.name))
+    stop = threading.Event()
+    driver.start(stop)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    log.info(f"{name}: serving on {socket_path}")
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+        server.server_close()
+        driver.close()
+        socket_path.unlink(missing_ok=True)
+        paths.helper_pidfile(driver.name).unlink(missing_ok=True)
+        log.info(f"{name}: stopped")
