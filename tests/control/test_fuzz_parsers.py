@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import socket
 import struct
 import tempfile
@@ -90,6 +91,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
     finally:
         srv.shutdown()
         srv.server_close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _exchange(path: Path, data: bytes, timeout: float) -> tuple[bytes, bool]:
