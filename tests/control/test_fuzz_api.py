@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support import audit
-from support.instance import Instance, NetnsPool
+from support.instance import Instance, started_system
 from support.unixhttp import BASE_URL, unix_session
 
 import container_runtime
@@ -51,19 +50,11 @@ OPERATIONS = [
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Instance]:
-    pool = NetnsPool()
-    base = Path(tempfile.mkdtemp(prefix="ctr-test-"))
-    base.chmod(0o755)
-    inst = Instance(base, pool)
-    try:
-        inst.start()
+    with started_system() as inst:
         # Something for the generated names to hit now and then.
         inst.cli("network", "create", "fuzz", "--subnet", "10.67.0.0/24")
         inst.cli("network", "attach", "fuzz", "--name", "held")
         yield inst
-    finally:
-        inst.cleanup()
-        pool.cleanup()
 
 
 def _pids(inst: Instance) -> dict[str, int | None]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.instance import Instance, NetnsPool, assert_refused
+from support.instance import Instance, assert_refused, started_system
 from support.rawhttp import connect, exchange, raise_fd_limit, status_of, threads_of
 
 from container_runtime.client import UnixClient
@@ -21,18 +21,8 @@ HELPER = "network-bridge"
 @pytest.fixture(scope="module")
 def system() -> Iterator[Instance]:
     """One started system for the whole module: these tests only send it bad bytes."""
-    import tempfile
-
-    pool = NetnsPool()
-    base = Path(tempfile.mkdtemp(prefix="ctr-test-"))
-    base.chmod(0o755)
-    inst = Instance(base, pool)
-    try:
-        inst.start()
+    with started_system() as inst:
         yield inst
-    finally:
-        inst.cleanup()
-        pool.cleanup()
 
 
 def sock_of(inst: Instance, daemon: str) -> Path:

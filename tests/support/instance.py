@@ -7,6 +7,7 @@ would give them a private mount namespace and hide the namespaces they mount).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,7 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,3 +245,19 @@ def attachments(inst: Instance, network: str) -> list[dict[str, Any]]:
         return list(client.request("GET", f"/v1/networks/{network}/attachments"))
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def started_system() -> Iterator[Instance]:
+    """A started container system in its own namespace and state root (for a module-scoped
+    fixture); stopped and removed afterwards, also when the module fails."""
+    pool = NetnsPool()
+    base = Path(tempfile.mkdtemp(prefix="ctr-test-"))
+    base.chmod(0o755)  # not 0700: some tests run the CLI as another user
+    inst = Instance(base, pool)
+    try:
+        inst.start()
+        yield inst
+    finally:
+        inst.cleanup()
+        pool.cleanup()

@@ -280,6 +280,16 @@ class Supervisor:
             proc = self.processes.pop(name, None)
         if proc is None:
             return
+        self._halt(proc, timeout)
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for proc in list(self.processes.values()):
+            self._halt(proc, timeout)
+
+    @staticmethod
+    def _halt(proc: SupervisedProcess, timeout: float) -> None:
+        """Terminate one process (no restart follows) and remove its pid file and socket."""
         proc.stopping = True
         if proc.process is not None and proc.process.poll() is None:
             terminate(proc.process.pid, timeout)
@@ -287,17 +297,6 @@ class Supervisor:
         proc.pidfile.unlink(missing_ok=True)
         if proc.socket is not None:
             proc.socket.unlink(missing_ok=True)
-
-    def stop_all(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        for proc in list(self.processes.values()):
-            proc.stopping = True
-            if proc.process is not None and proc.process.poll() is None:
-                terminate(proc.process.pid, timeout)
-                proc.process.wait()
-            proc.pidfile.unlink(missing_ok=True)
-            if proc.socket is not None:
-                proc.socket.unlink(missing_ok=True)
 
     def status(self) -> list[dict[str, object]]:
         return [
