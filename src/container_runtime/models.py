@@ -31,7 +31,8 @@ IPV4_PREFIX_RANGE = (8, 29)
 IPV6_PREFIX_RANGE = (64, 120)
 # Options the runtime itself reads, whatever the plugin (a plugin's own come from its
 # manifest's [options] / its driver).
-RUNTIME_OPTIONS = {
+# In the manifest form (netoptions.py: a list of values, default first, or a type name).
+RUNTIME_OPTIONS: dict[str, tuple[str, ...] | str] = {
     "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
 }
 ATTACHMENT_PROPERTIES = ("mac", "mtu")
@@ -191,23 +192,6 @@ def parse_key_values(pairs: list[str] | tuple[str, ...], what: str) -> dict[str,
             raise InvalidArgument(f"invalid {what} value for {key!r}")
         out[key] = value
     return out
-
-
-def validate_options(
-    options: dict[str, str], plugin_options: dict[str, tuple[str, ...]]
-) -> dict[str, str]:
-    """Check `--option`s against the plugin's (from its manifest) and the runtime's own."""
-    known = {**plugin_options, **RUNTIME_OPTIONS}
-    for key, value in options.items():
-        if key not in known:
-            valid = ", ".join(sorted(known))
-            raise InvalidArgument(f"unknown network option {key!r} (valid options: {valid})")
-        allowed = known[key]
-        if value not in allowed:
-            raise InvalidArgument(
-                f"invalid value {value!r} for option {key!r} (valid: {', '.join(allowed)})"
-            )
-    return options
 
 
 class NetworkMode(StrEnum):

@@ -8,6 +8,7 @@ import pytest
 
 from container_runtime.errors import InvalidArgument
 from container_runtime.models import (
+    RUNTIME_OPTIONS,
     AttachmentRequest,
     AttachmentSpec,
     NetworkConfiguration,
@@ -19,8 +20,8 @@ from container_runtime.models import (
     parse_mac,
     parse_mtu,
     validate_network_name,
-    validate_options,
 )
+from container_runtime.netoptions import option_list, specs_from_table, validate_options
 
 
 @pytest.mark.parametrize("name", ["a", "foo", "my-net.1", "a_b", "x" * 63, "0net9"])
@@ -131,13 +132,57 @@ def test_key_values_and_options() -> None:
     assert parse_key_values(["a=b", "c.d/e=x=y"], "label") == {"a": "b", "c.d/e": "x=y"}
     with pytest.raises(InvalidArgument, match="KEY=VALUE"):
         parse_key_values(["novalue"], "label")
-    bridge = {"variant": ("shared", "isolated")}  # as a manifest gives them
-    assert validate_options({"variant": "isolated"}, bridge) == {"variant": "isolated"}
-    assert validate_options({"dns-forward": "on"}, {}) == {"dns-forward": "on"}  # runtime's
+    bridge = specs_from_table({"variant": ["shared", "isolated"]})  # as a manifest gives them
+    runtime = specs_from_table(RUNTIME_OPTIONS)
+    assert validate_options(["variant=isolated"], bridge) == {"variant": "isolated"}
+    assert validate_options(["dns-forward=on"], runtime) == {"dns-forward": "on"}
     with pytest.raises(InvalidArgument, match="unknown network option 'colour'"):
-        validate_options({"colour": "blue"}, bridge)
+        validate_options(["colour=blue"], bridge)
     with pytest.raises(InvalidArgument, match="valid: shared, isolated"):
-        validate_options({"variant": "open"}, bridge)
+        validate_options(["variant=open"], bridge)
+    with pytest.raises(InvalidArgument, match="option 'variant' given twice"):
+        validate_options(["variant=shared", "variant=isolated"], bridge)
+
+
+def test_typed_repeatable_and_wildcard_options() -> None:
+    specs = specs_from_table(
+        {"parent": "interface", "range": "cidr", "aux": "ip[]", "n": "int", "on": "bool"}
+    )
+    assert validate_options(
+        ["parent=eth0", "range=10.0.0.7/24", "aux=10.0.0.2", "aux=10.0.0.3,10.0.0.4", "on=TRUE"],
+        specs,
+    ) == {
+        "parent": "eth0",
+        "range": "10.0.0.0/24",
+        "aux": "10.0.0.2,10.0.0.3,10.0.0.4",
+        "on": "true",
+    }
+    assert option_list({"aux": "10.0.0.2,10.0.0.3"}, "aux") == ["10.0.0.2", "10.0.0.3"]
+    for bad, why in [
+        ("parent=a b", "interface name"),
+        ("parent=averyveryverylongname", "interface name"),
+        ("range=10.0.0.300/24", "invalid value"),
+        ("aux=10.0.0.2,nope", "'nope'"),
+        ("n=1.5", "integer"),
+        ("on=yes", "true or false"),
+        ("parent=", "needs a value"),
+    ]:
+        with pytest.raises(InvalidArgument, match=why):
+            validate_options([bad], specs)
+    anything = specs_from_table({"*": "string", "type": ["bridge", "ptp"]})
+    assert validate_options(["type=ptp", "isGateway=true"], anything) == {
+        "type": "ptp",
+        "isGateway": "true",
+    }
+    with pytest.raises(InvalidArgument, match="valid: bridge, ptp"):
+        validate_options(["type=nope"], anything)
+    assert [s.describe() for s in specs[:3]] == [
+        "parent=<interface>",
+        "range=<cidr>",
+        "aux=<ip>...",
+    ]
+    with pytest.raises(ValueError, match="unknown type"):
+        specs_from_table({"x": "colour"})
 
 
 def test_network_configuration_round_trip() -> None:

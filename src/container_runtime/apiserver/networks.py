@@ -23,6 +23,7 @@ from ..errors import Conflict, Exhausted, InvalidArgument, NotFound
 from ..models import (
     DEFAULT_NETWORK,
     DEFAULT_PLUGIN,
+    RUNTIME_OPTIONS,
     Attachment,
     Network,
     NetworkConfiguration,
@@ -36,9 +37,9 @@ from ..models import (
     parse_mac,
     validate_container_name,
     validate_network_name,
-    validate_options,
     validate_plugin_name,
 )
+from ..netoptions import specs_from_table, validate_options
 from ..network.plugins import find_plugin
 from ..state import Database
 from . import endpoints
@@ -193,7 +194,7 @@ class NetworkService:
         if labels.get("builtin"):
             raise InvalidArgument("the label 'builtin' is reserved")
         options = validate_options(
-            parse_key_values(_str_list(body.get("options")), "option"), dict(manifest.options)
+            _str_list(body.get("options")), (*manifest.options, *specs_from_table(RUNTIME_OPTIONS))
         )
         mode = NetworkMode.INTERNAL if body.get("internal") else NetworkMode.NAT
         subnet_v6 = None

@@ -34,7 +34,7 @@ def plugin_options_text() -> str:
         extra = ()
     lines = ["options by plugin (--option KEY=VALUE; the first value is the default):"]
     for plugin in list_plugins(extra):
-        accepted = " ".join(f"{key}={'|'.join(values)}" for key, values in plugin.options)
+        accepted = " ".join(spec.describe() for spec in plugin.options)
         lines.append(f"  {plugin.name}: {accepted or '(none)'}")
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..models import validate_plugin_name
+from ..netoptions import OptionSpec, specs_from_table
 from ..plugin.protocol import PROTOCOL_VERSION, check_protocol
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "plugins"
@@ -30,8 +31,8 @@ class PluginManifest:
     services: tuple[str, ...]
     strategies: tuple[str, ...]
     manifest: str
-    # `network create --option KEY=VALUE`: each key with its values, the default first.
-    options: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # `network create --option KEY=VALUE`s it accepts (netoptions.py).
+    options: tuple[OptionSpec, ...] = ()
     protocol: int = PROTOCOL_VERSION  # the helper protocol version it speaks
 
 
@@ -74,10 +75,7 @@ def load_manifest(path: Path) -> PluginManifest:
             strategies=tuple(str(s) for s in data.get("strategies", ["veth"])),
             manifest=str(path),
             protocol=protocol,
-            options=tuple(
-                (str(key), tuple(str(v) for v in values))
-                for key, values in dict(data.get("options") or {}).items()
-            ),
+            options=specs_from_table(dict(data.get("options") or {})),
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"invalid plugin manifest {path}: {exc}") from None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidArgument
 from ..models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
+from ..netoptions import specs_from_table, validate_options
 
 if TYPE_CHECKING:
     from .host import PluginHost
@@ -24,14 +25,14 @@ class Driver:
 
     Class attributes say what the plugin offers (also served by GET /status):
     `name` (as in its manifest), `version`, `strategies` (interface strategies it can
-    realise) and `options` (`network create --option KEY=VALUE` it accepts: each key with
-    its values, the default first).
+    realise) and `options` (`network create --option KEY=VALUE` it accepts, in the manifest's
+    form: each key with its values, the default first, or a type name; netoptions.py).
     """
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "0.1.0"
     strategies: ClassVar[tuple[str, ...]] = ()
-    options: ClassVar[dict[str, tuple[str, ...]]] = {}
+    options: ClassVar[dict[str, tuple[str, ...] | str]] = {}
 
     host: PluginHost
 
@@ -43,19 +44,14 @@ class Driver:
     # -- networks ---------------------------------------------------------------------
 
     def validate(self, config: NetworkConfiguration) -> None:
-        """Refuse a network the plugin cannot build (options parsed once, here)."""
-        known = {**self.options, **RUNTIME_OPTIONS}
-        for key, value in config.options.items():
-            allowed = known.get(key)
-            if allowed is None:
-                valid = ", ".join(sorted(known))
-                raise InvalidArgument(
-                    f"plugin {self.name} has no option {key!r} (valid options: {valid})"
-                )
-            if value not in allowed:
-                raise InvalidArgument(
-                    f"invalid value {value!r} for option {key} (valid: {', '.join(allowed)})"
-                )
+        """Refuse a network the plugin cannot build (options parsed once, here). By
+        default: its options checked against `options` (netoptions.py); a driver that
+        overrides this should call it first."""
+        specs = specs_from_table({**self.options, **RUNTIME_OPTIONS})
+        try:
+            validate_options([f"{k}={v}" for k, v in config.options.items()], specs)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"plugin {self.name}: {exc.message}") from None
 
     def create_network(self, config: NetworkConfiguration) -> str | None:
         """Build the network (idempotent); returns its kernel link's name, if any."""

@@ -31,7 +31,7 @@ class BridgeDriver(Driver):
     version: ClassVar[str] = "0.1.0"
     strategies: ClassVar[tuple[str, ...]] = ("veth", "tap")
     # as in bridge.toml (the API server checks those), plus the runtime's own
-    options: ClassVar[dict[str, tuple[str, ...]]] = {
+    options: ClassVar[dict[str, tuple[str, ...] | str]] = {
         "variant": ("shared", "isolated"),
         "spoofcheck": ("on", "off"),
         **RUNTIME_OPTIONS,
