@@ -43,8 +43,8 @@ def medians(times: list[float]) -> str:
 
 def bench_ours(work: Path, members: int) -> dict[str, list[float]]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from container_runtime.dataplane import LinuxDataPlane
     from container_runtime.models import Attachment, NetworkConfiguration
+    from container_runtime.plugins.bridge.dataplane import LinuxDataPlane
 
     dp = LinuxDataPlane(work / "netns")
     dp.ensure_forwarding()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from container_runtime.errors import Conflict, Exhausted, NotFound
 from container_runtime.models import AttachmentRequest, NetworkConfiguration
-from container_runtime.network.allocator import Allocator
+from container_runtime.plugin.allocator import Allocator
 from container_runtime.state import Database
 
 

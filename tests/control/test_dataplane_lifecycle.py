@@ -15,7 +15,7 @@ from typing import Any
 
 from support.instance import Instance, NetnsPool, attachments
 
-from container_runtime.dataplane import LinuxDataPlane
+from container_runtime.plugins.bridge.dataplane import LinuxDataPlane
 
 
 def link_names(inst: Instance) -> set[str]:

@@ -16,7 +16,7 @@ from support.instance import Instance, attachments
 OTHER = """
 import ipaddress, sys
 from pathlib import Path
-from container_runtime.dataplane import LinuxDataPlane
+from container_runtime.plugins.bridge.dataplane import LinuxDataPlane
 from container_runtime.models import Attachment, NetworkConfiguration
 subnet = ipaddress.IPv4Network("10.77.0.0/24")
 cfg = NetworkConfiguration(name="n-other", ipv4_subnet=subnet,

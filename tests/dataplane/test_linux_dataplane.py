@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from container_runtime.dataplane import LinuxDataPlane, PortForward
 from container_runtime.errors import Conflict, InvalidArgument
 from container_runtime.models import NetworkMode
+from container_runtime.plugins.bridge.dataplane import LinuxDataPlane
+from container_runtime.plugins.bridge.firewall import PortForward
 
 from .helpers import PeerServer, member, net, no_ping, ping, run_in, tcp_peer, unreachable
 

@@ -15,7 +15,7 @@ from container_runtime.apiserver import endpoints
 from container_runtime.dns.records import Snapshot, load_snapshot, update_snapshot
 from container_runtime.errors import Conflict, Exhausted, NotFound
 from container_runtime.models import AttachmentRequest, NetworkConfiguration
-from container_runtime.network.allocator import Allocator
+from container_runtime.plugin.allocator import Allocator
 from container_runtime.state import Database
 
 

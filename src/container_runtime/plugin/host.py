@@ -24,9 +24,9 @@ from ..daemon import InstanceLock, host_default_mtu, setup_logging, write_pidfil
 from ..errors import ConfigError, Conflict, InvalidArgument, NotFound
 from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
-from ..network.allocator import Allocator
 from ..paths import Paths
 from ..state import Database
+from .allocator import Allocator
 from .driver import Driver
 from .protocol import PROTOCOL_VERSION
 

@@ -1,11 +1,12 @@
 """The bridge plugin's driver: a Linux bridge per network, veth/TAP attachments, nftables
-NAT, isolation, anti-spoofing and published ports, all through LinuxDataPlane.
+NAT, isolation, anti-spoofing and published ports, all through LinuxDataPlane
+(dataplane.py) and this folder's firewall.
 
 The only code of this plugin that changes links, addresses, routes, namespaces and nft
 rules. It keeps nothing in memory that it cannot rebuild: reconcile() makes the kernel
 match the state database, and a watch thread puts our nft tables back when someone else
 flushed or deleted them. Allocation, idempotency and commit-before-reply are the SDK
-host's (container_runtime.plugin.host); published ports: network/ports.py.
+host's (container_runtime.plugin.host); published ports: ports.py.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, ClassVar
 
 from ...errors import ContainerError
 from ...models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
-from ...network import ports
 from ...plugin.driver import Driver
 from ...plugin.host import PluginHost
+from . import ports
 
 PLUGIN = "bridge"
 WATCH_INTERVAL = 0.5  # s between checks that our nft tables are still there
@@ -38,7 +39,7 @@ class BridgeDriver(Driver):
     }
 
     def bind(self, host: PluginHost) -> None:
-        from ...dataplane import LinuxDataPlane  # kernel libraries: helper only
+        from .dataplane import LinuxDataPlane  # kernel libraries: helper only
 
         super().bind(host)
         self.db = host.db
@@ -220,8 +221,8 @@ def spoofcheck(config: NetworkConfiguration) -> bool:
 
 def guarded_port(attachment: Attachment) -> Any:
     """The anti-spoofing entry of an attachment that has a host port, else None."""
-    from ...dataplane.antispoof import GuardedPort
     from ...dataplane.names import host_ifname
+    from .antispoof import GuardedPort
 
     if not attachment.strategy:
         return None  # allocation only: no port of ours

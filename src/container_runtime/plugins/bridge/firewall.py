@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Conflict, ContainerError, InvalidArgument
-from ..models import NetworkConfiguration, NetworkMode
+from ...dataplane.names import LEGACY_TABLE, TABLE
+from ...errors import Conflict, ContainerError, InvalidArgument
+from ...models import NetworkConfiguration, NetworkMode
 from . import antispoof
 from .antispoof import GuardedPort
-from .names import LEGACY_TABLE, TABLE
 
 FAMILY = "inet"
 

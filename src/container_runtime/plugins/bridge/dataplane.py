@@ -1,7 +1,7 @@
-"""LinuxDataPlane: bridges, veth/TAP attachments, named namespaces, forwarding and the nft table.
+"""LinuxDataPlane, the bridge plugin's data plane: bridges, veth/TAP attachments, namespaces, nft.
 
-The only code that changes links, addresses, routes, namespaces and firewall rules; called
-by the bridge network helper. Netlink sockets are bound to the namespace they were opened
+The bridge plugin's only code that changes links, addresses, routes and namespaces; called
+by its driver. Netlink sockets are bound to the namespace they were opened
 in, so the host socket is opened once, and a container's namespace is entered only for the
 instant it takes to open a socket there (no NetNS() helper process, no `ip` subprocess).
 """
@@ -21,9 +21,9 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..errors import Conflict, ContainerError, InvalidArgument
-from ..models import Attachment, NetworkConfiguration
-from . import names, nsutil, rtnl
+from ...dataplane import names, nsutil, rtnl
+from ...errors import Conflict, ContainerError, InvalidArgument
+from ...models import Attachment, NetworkConfiguration
 from .antispoof import GuardedPort
 from .firewall import PortForward
 from .tables import Tables

@@ -14,9 +14,10 @@ import socket
 import struct
 import threading
 
-from ..errors import ContainerError
-from ..models import NetworkConfiguration
-from . import antispoof, names
+from ...dataplane import names
+from ...errors import ContainerError
+from ...models import NetworkConfiguration
+from . import antispoof
 from .antispoof import GuardedPort
 from .firewall import Nft, PortForward, build_ruleset, element_script, remove_legacy_tables
 

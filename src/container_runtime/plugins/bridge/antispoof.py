@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .names import TABLE
+from ...dataplane.names import TABLE
 
 FAMILY = "bridge"
 

@@ -12,9 +12,9 @@ import ipaddress
 import socket
 from typing import Any
 
-from ..dataplane.firewall import PortForward
-from ..errors import Conflict, InvalidArgument
-from ..state import Database
+from ...errors import Conflict, InvalidArgument
+from ...state import Database
+from .firewall import PortForward
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
