@@ -3,8 +3,8 @@
 The API server owns the `networks` table; the plugin's helper realises each
 network and allocates its attachments, which the API server records in `endpoints`
 (endpoints.py) and counts from there.  A network row is committed before its helper
-is asked to build it, and the helper builds every committed network at start, so
-a crash in between converges.
+is asked to build it, and every (re)started helper is sent the committed networks it
+lacks (netsync.py), so a crash in between converges.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ..models import (
 from ..netoptions import specs_from_table, validate_options
 from ..network.plugins import find_plugin
 from ..state import Database
-from . import endpoints
+from . import endpoints, netsync
 from .dnsnames import check_dns_names
 from .helpers import HelperClient
 from .hostroutes import host_routes
@@ -167,18 +167,28 @@ class NetworkService:
         return free, free.network_address + 1
 
     def realise_pending(self) -> None:
-        """Ask the helpers to build every network (idempotent); record their bridges."""
-        for network in self.list():
-            self._realise(network.configuration)
+        """Start the helper of every plugin in use (each one syncs its networks: sync)."""
+        for plugin in sorted({n.configuration.plugin for n in self.list()}):
+            self.helper_for(plugin)
+
+    def sync(self, plugin: str, ask: netsync.Ask) -> None:
+        """After a helper's (re)start: send it the networks it lacks, delete the ones it
+        should not have (netsync.py), and record the links of those sent."""
+        wanted = {n.id: n.configuration for n in self.list() if n.configuration.plugin == plugin}
+        for name, reply in netsync.sync_networks(plugin, wanted, ask).items():
+            self._record_realised(name, reply)
 
     def _realise(self, config: NetworkConfiguration) -> None:
         reply = self.helper_for(config.plugin).request(
             "POST", "/networks", config.to_json(), idempotent=True
         )
+        self._record_realised(config.name, reply)
+
+    def _record_realised(self, name: str, reply: Any) -> None:
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE networks SET state = 'running', bridge = ? WHERE name = ?",
-                (reply.get("bridge"), config.name),
+                (reply.get("bridge"), name),
             )
 
     def create(self, body: dict[str, Any]) -> Network:

@@ -78,16 +78,19 @@ class ApiServer:
             except ProtocolError:
                 self.supervisor.stop(f"network-{plugin}")
                 raise
+            self.networks.sync(plugin, client.request)
             self.helpers[plugin] = client
             return client
 
     def _helper_restarted(self, plugin: str) -> None:
-        """Before callers use a restarted helper: forget what its reconciliation released
-        (a plain client: the HelperClient waits for the readiness this precedes)."""
+        """Before callers use a restarted helper: sync its networks, forget what its
+        reconciliation released (a plain client: the HelperClient waits for the readiness
+        this precedes)."""
         client = UnixClient(  # bounded: readiness (and the watchdog) waits for this
             self.paths.helper_socket(plugin), timeout=5.0, what=f"container-network-{plugin}"
         )
         try:
+            self.networks.sync(plugin, client.request)
             networks = [n.id for n in self.networks.list() if n.configuration.plugin == plugin]
             endpoints.forget_released(
                 self.db,

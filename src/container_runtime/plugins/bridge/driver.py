@@ -12,6 +12,7 @@ host's (container_runtime.plugin.host); published ports: ports.py.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ class BridgeDriver(Driver):
         "spoofcheck": ("on", "off"),
         **RUNTIME_OPTIONS,
     }
+    schema: ClassVar[str] = ports.SCHEMA
 
     def bind(self, host: PluginHost) -> None:
         from .dataplane import LinuxDataPlane  # kernel libraries: helper only
@@ -162,6 +164,11 @@ class BridgeDriver(Driver):
             removed = conn.execute("DELETE FROM port_forwards WHERE owner = ?", (owner,)).rowcount
         if removed:
             self.sync_firewall()
+
+    def migrate_legacy(
+        self, old: sqlite3.Connection, new: sqlite3.Connection, owners: set[str]
+    ) -> tuple[str, ...]:
+        return ports.migrate_legacy(old, new, owners)
 
     # -- reconciliation -------------------------------------------------------------------
 
