@@ -23,14 +23,19 @@ log = logging.getLogger("container-apiserver")
 Ask = Callable[..., Any]  # (method, path, body=None) -> the helper's reply
 
 
-def sync_networks(plugin: str, wanted: dict[str, NetworkConfiguration], ask: Ask) -> dict[str, Any]:
-    """Make the helper hold exactly `wanted`; returns the replies of the networks sent."""
+def sync_networks(
+    plugin: str,
+    wanted: dict[str, NetworkConfiguration],
+    ask: Ask,
+    send: Callable[[NetworkConfiguration], None],
+) -> None:
+    """Make the helper hold exactly `wanted`: `send` (POST /networks and record the
+    reply) each one it lacks, delete each one it should not have."""
     held = set(StatusReply.from_json(ask("GET", "/status")).networks)
-    sent = {}
     helper = f"container-network-{plugin}"
     for name in sorted(set(wanted) - held):
         try:
-            sent[name] = ask("POST", "/networks", wanted[name].to_json())
+            send(wanted[name])
             log.info(f"container-apiserver: sent network {name} to {helper}")
         except ContainerError as exc:  # the others are still sent; it stays `created`
             log.warning(f"container-apiserver: {helper} refused network {name}: {exc.message}")
@@ -42,4 +47,3 @@ def sync_networks(plugin: str, wanted: dict[str, NetworkConfiguration], ask: Ask
             log.info(f"container-apiserver: deleted network {name} from {helper}")
         except ContainerError as exc:
             log.warning(f"container-apiserver: deleting network {name} from {helper}: {exc}")
-    return sent

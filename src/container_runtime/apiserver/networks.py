@@ -172,23 +172,19 @@ class NetworkService:
             self.helper_for(plugin)
 
     def sync(self, plugin: str, ask: netsync.Ask) -> None:
-        """After a helper's (re)start: send it the networks it lacks, delete the ones it
-        should not have (netsync.py), and record the links of those sent."""
+        """After a helper's (re)start: send it the networks it lacks and delete the ones
+        it should not have (netsync.py)."""
         wanted = {n.id: n.configuration for n in self.list() if n.configuration.plugin == plugin}
-        for name, reply in netsync.sync_networks(plugin, wanted, ask).items():
-            self._record_realised(name, reply)
+        netsync.sync_networks(plugin, wanted, ask, lambda config: self._realise(config, ask))
 
-    def _realise(self, config: NetworkConfiguration) -> None:
-        reply = self.helper_for(config.plugin).request(
+    def _realise(self, config: NetworkConfiguration, ask: netsync.Ask | None = None) -> None:
+        reply = (ask or self.helper_for(config.plugin).request)(
             "POST", "/networks", config.to_json(), idempotent=True
         )
-        self._record_realised(config.name, reply)
-
-    def _record_realised(self, name: str, reply: Any) -> None:
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE networks SET state = 'running', bridge = ? WHERE name = ?",
-                (reply.get("bridge"), name),
+                (reply.get("bridge"), config.name),
             )
 
     def create(self, body: dict[str, Any]) -> Network:

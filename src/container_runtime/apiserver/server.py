@@ -25,7 +25,7 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..network.plugins import find_plugin
 from ..paths import Paths
 from ..peercred import access_group
-from ..plugin.protocol import ProtocolError, StatusReply, check_protocol
+from ..plugin.protocol import ProtocolError, StatusReply, check_protocol, check_status
 from ..state import Database
 from . import endpoints
 from .containers import ContainerService, register_routes
@@ -75,6 +75,7 @@ class ApiServer:
             try:  # the handshake: a helper speaking another protocol version is refused
                 status = StatusReply.from_json(client.request("GET", "/status"))
                 check_protocol(plugin, status.protocol, "its GET /status")
+                check_status(manifest, status)
             except ProtocolError:
                 self.supervisor.stop(f"network-{plugin}")
                 raise

@@ -123,7 +123,7 @@ class BridgeDriver(Driver):
                 request.netns,
                 request.strategy or "veth",
                 request.primary,
-                config.variant == "isolated",
+                isolated(config),
             )
         except BaseException:
             if port is not None:
@@ -198,7 +198,7 @@ class BridgeDriver(Driver):
                 stale = not self.dataplane.ensure_port(
                     row["host_ifname"],
                     self.dataplane.bridge_name(config.name),
-                    config.variant == "isolated",
+                    isolated(config),
                 )
             if stale:
                 self.allocator.release(row["network"], row["owner"])
@@ -219,6 +219,11 @@ class BridgeDriver(Driver):
         self.sync_firewall()
         if self.dataplane.remove_legacy_tables():  # after ours exist: no gap in the rules
             log.info("container-network-bridge: removed the old nft tables named 'container'")
+
+
+def isolated(config: NetworkConfiguration) -> bool:
+    """`--option variant=isolated`: members reach only the gateway (default: shared)."""
+    return config.options.get("variant", "shared") == "isolated"
 
 
 def spoofcheck(config: NetworkConfiguration) -> bool:
