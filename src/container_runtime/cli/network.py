@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ContainerError
@@ -52,18 +53,25 @@ def plugin_strategies_text() -> str:
     return "\n".join(lines)
 
 
+def _with_plugins_help(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    text: str,
+    epilog: Callable[[], str],
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name, help=text, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-h", "--help", action=_PluginsHelp, epilog=epilog)
+    return parser
+
+
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     network = commands.add_parser("network", aliases=["n"], help="manage networks")
     network.set_defaults(handler=show_help(network))
     sub = network.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
 
-    create = sub.add_parser(
-        "create",
-        help="create a network",
-        add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    create.add_argument("-h", "--help", action=_PluginsHelp, epilog=plugin_options_text)
+    create = _with_plugins_help(sub, "create", "create a network", plugin_options_text)
     create.add_argument("name", metavar="NAME", help="network name (a-z, 0-9, . _ -)")
     create.add_argument(
         "--subnet", metavar="CIDR", help="IPv4 subnet (default: next free /24 from the pool)"
@@ -110,13 +118,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     prune = sub.add_parser("prune", help="delete every unused network")
     prune.set_defaults(handler=prune_networks)
 
-    attach = sub.add_parser(
+    attach = _with_plugins_help(
+        sub,
         "attach",
-        help="allocate (and, with --netns, build) a bare attachment",
-        add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "allocate (and, with --netns, build) a bare attachment",
+        plugin_strategies_text,
     )
-    attach.add_argument("-h", "--help", action=_PluginsHelp, epilog=plugin_strategies_text)
     attach.add_argument("network", metavar="NETWORK", help="network name")
     attach.add_argument("--name", required=True, help="owner of the attachment")
     attach.add_argument("--mac", help="MAC address (default: generated)")
