@@ -5,10 +5,14 @@ each other's links, nft tables or attachments."""
 
 from __future__ import annotations
 
-from support.instance import attachments
+import json
+import os
+import signal
+
+from support.instance import Instance, attachments
 
 from .conftest import World
-from .helpers import helper, helper_attachments, kill_helper
+from .helpers import dig, helper, helper_attachments, kill_helper
 from .subjects import Subject
 
 
@@ -85,3 +89,56 @@ def test_plugins_side_by_side_leave_each_other_alone(world: World, subject: Subj
         for o in others:
             inst.cli("network", "detach", o.network, "--name", f"side-{o.plugin}", check=False)
         inst.cli("network", "delete", f"x-{p}", check=False)
+
+
+def test_members_across_a_helper_sigkill_and_a_release_while_it_restarts(
+    world: World, subject: Subject
+) -> None:
+    """Members (real containers for a veth plugin, bare attachments otherwise) keep their
+    address and kernel objects across a SIGKILL of the helper; one released while the
+    helper restarts is released once it is back, leaving no orphan."""
+    inst, net, p = world.inst, subject.network, subject.plugin
+    before = subject.kernel_objects(inst)
+    names = [f"r1-{p}", f"r2-{p}"]
+    owners: dict[str, str] = {}
+    try:
+        for name in names:
+            if subject.veth:
+                assert world.image is not None
+                inst.cli("run", "-d", "--name", name, "--network", net, world.image, "sleep", "600")
+                owners[name] = inspect_id(inst, name)
+            else:
+                inst.cli("network", "attach", net, "--name", name)
+                owners[name] = name
+        held = {a["owner"]: a["address"] for a in attachments(inst, net)}
+        assert set(held) == set(owners.values())
+        pid = inst.pid(f"network-{p}")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        if subject.veth:  # the API server waits for the restarted helper to release it
+            inst.cli("stop", "-t", "1", names[0])
+        else:
+            inst.cli("network", "detach", net, "--name", names[0])
+        after = helper_attachments(inst, p, net)  # answers again
+        assert {a["owner"]: a["address"] for a in after} == {
+            owners[names[1]]: held[owners[names[1]]]
+        }
+        assert {a["owner"] for a in attachments(inst, net)} == {owners[names[1]]}
+        assert dig(inst, f"{names[0]}.test")[0] == "NXDOMAIN"
+        assert dig(inst, f"{names[1]}.test") == ("NOERROR", [held[owners[names[1]]].split("/")[0]])
+        kernel = json.dumps(subject.kernel_objects(inst))
+        assert owners[names[0]] not in kernel  # no orphan of the released member
+        if subject.veth:
+            assert owners[names[1]] in kernel  # the live member's link was kept
+    finally:
+        if subject.veth:
+            inst.cli("rm", "-f", *names, check=False)
+        else:
+            for name in names:
+                inst.cli("network", "detach", net, "--name", name, check=False)
+    assert helper_attachments(inst, p, net) == []
+    assert subject.kernel_objects(inst) == before
+
+
+def inspect_id(inst: Instance, name: str) -> str:
+    return str(json.loads(inst.cli("inspect", name, "--format", "json").stdout)["id"])
