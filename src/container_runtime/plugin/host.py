@@ -185,7 +185,7 @@ class PluginHost:
         if self.driver.allocates:  # what an earlier helper began or ended but never finished
             for record in self.records.list():
                 if record.state != "ready":
-                    self.drop(record)
+                    self.drop_quietly(record)
         self.driver.reconcile()
 
     def check(self, network: str) -> list[str]:

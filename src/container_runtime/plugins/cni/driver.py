@@ -107,8 +107,16 @@ class CniDriver(Driver):
         return None
 
     def delete_network(self, name: str) -> None:
+        path = self.list_file(name)
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        for plugin in kept.get("plugins") or []:
+            if isinstance(plugin, dict) and isinstance(plugin.get("bridge"), str):
+                remove_idle_bridge(plugin["bridge"])  # the CNI bridge plugin never does
         self.lists.pop(name, None)
-        self.list_file(name).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         log.info(f"container-network-cni: network {name} removed")
 
     # -- attachments ----------------------------------------------------------------------
@@ -227,24 +235,43 @@ class CniDriver(Driver):
 
     def reconcile(self) -> None:
         """Release attachments whose sandbox is gone (DEL), then GC where the list's
-        version has it (CNI 1.1), with the attachments still valid."""
+        version has it (CNI 1.1), with the attachments still valid. A failure is logged,
+        never fatal: the helper must start to serve the networks that work."""
         for record in self.host.records.list():
             if record.state == "ready" and record.netns and not os.path.exists(record.netns):
                 log.info(
                     f"container-network-cni: {record.owner[:12]} on {record.network}: its"
                     " sandbox is gone; releasing"
                 )
-                self.host.drop(record)
+                self.host.drop_quietly(record)
         for config in self.host.all_networks():
-            conflist = self.conflist(config)
-            if version_tuple(str(conflist.get("cniVersion"))) < (1, 1, 0):
-                continue  # GC is CNI 1.1's; older lists: the DELs above are the GC
             valid = [
                 {"containerID": r.owner, "ifname": r.interface}
                 for r in self.host.records.list(config.name)
                 if r.state == "ready"
             ]
-            try:
-                self.invoker(config).gc(conflist, valid)
+            try:  # a network whose creation was refused (or never finished) has no list
+                conflist = self.conflist(config)
+                if version_tuple(str(conflist.get("cniVersion"))) >= (1, 1, 0):
+                    self.invoker(config).gc(conflist, valid)
+                # older lists have no GC: the DELs above and the host's are theirs
             except ContainerError as exc:
-                log.warning(f"container-network-cni: GC of network {config.name}: {exc.message}")
+                log.warning(f"container-network-cni: network {config.name}: {exc.message}")
+
+
+def remove_idle_bridge(name: str) -> None:
+    """Delete the bridge a CNI bridge plugin made for a network, unless something is still
+    enslaved to it (then it is someone else's too)."""
+    from pyroute2 import IPRoute  # kernel library: helper only
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found or ipr.get_links(master=found[0]):
+            return
+        if (
+            ipr.get_links(found[0])[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND")
+            != "bridge"
+        ):
+            return
+        ipr.link("del", index=found[0])
+        log.info(f"container-network-cni: removed bridge {name}")
