@@ -12,14 +12,15 @@ import json
 import os
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.instance import Instance, assert_refused, attachments
+from support.instance import VENV_BIN, Instance, assert_refused, attachments
 
 from .conftest import System
-from .test_containers import address, inspect, wait_http
+from .test_containers import address, inspect, wait_for, wait_http
 
 CNI_DIR = Path("/usr/lib/cni")
 HELLO = "hello from busybox"
@@ -204,6 +205,64 @@ def test_del_exactly_once_per_add_across_stop_rm_and_helper_sigkill(
         inst.cli("rm", "-f", "c1", "c2", "c3", check=False)
     assert attachments(inst, "ccount") == []
     inst.cli("network", "rm", "ccount")
+
+
+def test_helper_sigkilled_during_add_the_pending_attachment_gets_its_del(
+    system: System, counting_dir: tuple[Path, Path]
+) -> None:
+    """SIGKILL of the helper while a CNI ADD runs: the restarted helper DELs the pending
+    record (the plugin died with the helper), the API server's retry ADDs afresh, and the
+    container ends up with one working attachment; every ADD has exactly one DEL."""
+    inst, ref = system.inst, system.image
+    cni_dir, log = counting_dir
+    slow = cni_dir / "slowbridge"
+    marker = cni_dir.parent / "slow-once"
+    marker.write_text("")
+    slow.write_text(
+        "#!/bin/sh\n"
+        f'case "$CNI_COMMAND" in ADD|DEL) echo "$CNI_COMMAND $CNI_CONTAINERID" >> {log} ;; esac\n'
+        f'[ "$CNI_COMMAND" = ADD ] && [ -e {marker} ] && rm -f {marker} && sleep 10\n'
+        f"exec {CNI_DIR}/bridge\n"
+    )
+    slow.chmod(0o755)
+    inst.cli(
+        "network", "create", "cslow", "--plugin", "cni", "--option", "type=slowbridge",
+        "--option", f"cni-path={cni_dir}:{CNI_DIR}", "--option", "bridge=cnislow0",
+    )  # fmt: skip
+    inst.cli("image", "pull", ref)
+    old = inst.pid("network-cni")
+    assert old is not None
+    run = subprocess.Popen(
+        inst.in_ns(
+            [str(VENV_BIN / "container"), "run", "-d", "--name", "s1", "--network", "cslow", ref]
+        ),
+        env=inst.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: not marker.exists(), 20, "the slow ADD to begin")
+        os.kill(old, signal.SIGKILL)
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        cid = inspect(inst, "s1")["id"]
+        # the killed ADD, the DEL of its pending record at restart, the retry's ADD
+        assert calls(log) == [("ADD", cid), ("DEL", cid), ("ADD", cid)]
+        assert inst.cli("network", "check", "cslow").stdout.strip() == "cslow: ok"
+        inst.cli("run", "-d", "--name", "s2", "--network", "cslow", ref)
+        assert wait_http(inst, f"http://{address(inst, 's1')}/", via="s2").strip() == HELLO
+        inst.cli("rm", "-f", "s1", "s2")
+        adds = sorted(c[1] for c in calls(log) if c[0] == "ADD")
+        dels = sorted(c[1] for c in calls(log) if c[0] == "DEL")
+        assert adds == dels and len(adds) == 3
+        leases = inst.root / "cni" / "ipam" / "cslow"
+        assert [p.name for p in leases.iterdir() if p.name[0].isdigit()] == []
+    finally:
+        run.kill()
+        inst.cli("rm", "-f", "s1", "s2", check=False)
+    assert attachments(inst, "cslow") == []
+    inst.cli("network", "rm", "cslow")
 
 
 def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) -> None:

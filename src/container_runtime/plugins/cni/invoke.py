@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...daemon import die_with_parent
 from ...errors import ContainerError, InvalidArgument
 
 TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a file name, never a path
@@ -88,6 +89,9 @@ class Invoker:
                 env=env,
                 capture_output=True,
                 timeout=PLUGIN_TIMEOUT,
+                # a plugin never outlives a killed helper: its half-done ADD is then
+                # undone by the DEL of the pending record at the next start, not raced
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe here
                 check=False,
             )
         except subprocess.TimeoutExpired:
