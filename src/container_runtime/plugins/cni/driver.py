@@ -31,7 +31,7 @@ from ...plugin.driver import Driver, DriverRecord
 from ...plugin.host import PluginHost
 from . import conflist as lists
 from .invoke import Attachment as CniAttachment
-from .invoke import CniError, Invoker, version_tuple
+from .invoke import CniError, Invoker, kill_stragglers, version_tuple
 
 PLUGIN = "cni"
 log = logging.getLogger("container-network-cni")
@@ -197,6 +197,8 @@ class CniDriver(Driver):
     def deallocate(self, record: DriverRecord) -> None:
         config = self.host.network_config(record.network)
         data = record.data or {}
+        if record.data is None and kill_stragglers(record.owner, record.interface):
+            log.info(f"container-network-cni: ended the unfinished ADD of {record.owner[:12]}")
         att = CniAttachment(record.owner, record.netns or "", record.interface)
         self.invoker(config).delete(
             self.conflist(config), att, data.get("result"), self.runtime(data)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...daemon import die_with_parent
 from ...errors import ContainerError, InvalidArgument
 
 TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a file name, never a path
@@ -89,9 +90,8 @@ class Invoker:
                 env=env,
                 capture_output=True,
                 timeout=PLUGIN_TIMEOUT,
-                # a plugin never outlives a killed helper: its half-done ADD is then
-                # undone by the DEL of the pending record at the next start, not raced
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe here
+                # no preexec_fn (PDEATHSIG): it costs a full fork, ~10-20 ms a call here;
+                # a plugin a killed helper left running is ended by kill_stragglers
                 check=False,
             )
         except subprocess.TimeoutExpired:
@@ -205,3 +205,28 @@ def _error_line(kind: str, command: str, reply: Any, stderr: bytes) -> str:
         text = stderr.decode(errors="replace").strip() or "no error message"
     text = " ".join(text.split())[:400]
     return f"CNI plugin {kind} {command} failed: {text}"
+
+
+def kill_stragglers(container_id: str, ifname: str, wait: float = 5.0) -> int:
+    """End the CNI plugin processes still working for an attachment (left running by a
+    helper that was killed during its ADD), so the DEL that follows is not raced; found by
+    their CNI environment. Returns how many there were."""
+    wanted = {f"CNI_CONTAINERID={container_id}".encode(), f"CNI_IFNAME={ifname}".encode()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= environ:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                found.append(entry)
+            except ProcessLookupError:
+                continue
+    deadline = time.monotonic() + wait
+    while any(p.exists() for p in found) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(found)
