@@ -41,6 +41,7 @@ from ..models import (
 )
 from ..netoptions import specs_from_table, validate_options
 from ..network.plugins import find_plugin
+from ..plugin.protocol import CheckReply
 from ..state import Database
 from . import endpoints, netsync
 from .dnsnames import check_dns_names
@@ -418,6 +419,15 @@ class NetworkService:
         """Refuse `name` if a live attachment on one of `networks` answers to one of its
         DNS names (see dnsnames.py)."""
         check_dns_names(self.db, self.config.dns_domain, name, networks, owner, what)
+
+    def check(self, name: str) -> CheckReply:
+        """`container network check`: the plugin's verification of the network's
+        attachments against the kernel."""
+        config = self.configuration(name)
+        reply = self.helper_for(config.plugin).request(
+            "POST", f"/networks/{name}/check", {}, idempotent=True
+        )
+        return CheckReply.from_json(reply)
 
     def attachments(self, name: str) -> list[Attachment]:
         helper = self.helper_for(self.configuration(name).plugin)

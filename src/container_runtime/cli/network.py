@@ -1,4 +1,5 @@
-"""`container network` (alias `n`): create, list, inspect, delete, prune, attach, detach, reload."""
+"""`container network` (alias `n`): create, list, inspect, delete, prune, attach, detach,
+reload, check, plugins."""
 
 from __future__ import annotations
 
@@ -145,6 +146,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     reload = sub.add_parser("reload", help="re-apply every network's kernel state and rules")
     reload.set_defaults(handler=reload_networks)
 
+    check = sub.add_parser(
+        "check", help="verify a network's attachments against the kernel (exit 1: problems)"
+    )
+    check.add_argument("name", metavar="NAME", help="network name")
+    check.set_defaults(handler=check_network)
+
+    plugins = sub.add_parser("plugins", help="list the network plugins")
+    plugins.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
+    plugins.set_defaults(handler=list_plugins)
+
 
 def create_network(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
@@ -239,4 +252,35 @@ def detach_network(args: argparse.Namespace) -> int:
 def reload_networks(_: argparse.Namespace) -> int:
     api().request("POST", "/v1/networks/reload", {})
     print("reloaded")
+    return 0
+
+
+def check_network(args: argparse.Namespace) -> int:
+    """One line per problem (and exit 1), or one line saying the network is healthy."""
+    reply = api().request("POST", f"/v1/networks/{quote(args.name)}/check", {})
+    for problem in reply["problems"]:
+        print(f"{args.name}: {problem}")
+    if reply["problems"]:
+        return 1
+    print(f"{args.name}: ok")
+    return 0
+
+
+def list_plugins(args: argparse.Namespace) -> int:
+    plugins = api().request("GET", "/v1/plugins")
+    if args.format == "json":
+        print(dumps(plugins))
+        return 0
+    rows = [
+        [
+            p["name"],
+            p["version"],
+            ",".join(p["strategies"]),
+            " ".join(p["options"]) or "-",
+            f"pid {p['running']['pid']}" if p["running"] else "-",
+            p["manifest"],
+        ]
+        for p in plugins
+    ]
+    print(table(["PLUGIN", "VERSION", "STRATEGIES", "OPTIONS", "HELPER", "MANIFEST"], rows))
     return 0

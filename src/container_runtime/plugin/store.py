@@ -62,6 +62,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_if
 CREATE TABLE IF NOT EXISTS alloc_cursor (
     network TEXT PRIMARY KEY,
     next_offset INTEGER NOT NULL
+);
+-- Attachments whose driver allocates itself (Driver.allocates, e.g. the cni plugin): the
+-- host's intent record, committed before the driver acts (state pending -> ready ->
+-- releasing), with the driver's own data (the CNI ADD result) once it has acted.
+CREATE TABLE IF NOT EXISTS driver_attachments (
+    network TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    netns TEXT,
+    interface TEXT NOT NULL,
+    state TEXT NOT NULL,             -- pending | ready | releasing
+    data TEXT,                       -- the driver's JSON (NULL until it acted)
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner)
 )
 """
 

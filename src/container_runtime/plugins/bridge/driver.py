@@ -139,6 +139,17 @@ class BridgeDriver(Driver):
             with self.firewall_lock:
                 self.dataplane.unguard_port(port)
 
+    def check(self, config: NetworkConfiguration, attachments: list[Attachment]) -> list[str]:
+        from .check import check_network
+
+        host_ifnames = {
+            row["owner"]: row["host_ifname"]
+            for row in self.allocator.rows()
+            if row["network"] == config.name
+        }
+        with self.firewall_lock:
+            return check_network(self.dataplane, config, attachments, host_ifnames)
+
     # -- published ports ------------------------------------------------------------------
 
     def port_forward_rows(self) -> list[Any]:
