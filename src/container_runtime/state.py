@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS networks (
     config TEXT NOT NULL,            -- NetworkConfiguration JSON
     state TEXT NOT NULL,             -- created | running | failed
     bridge TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    dns_address TEXT                 -- the plugin's dnsAddress ('': none, NULL: the gateway)
 );
 CREATE TABLE IF NOT EXISTS attachments (
     network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
@@ -148,6 +149,11 @@ TRIGGERS = tuple(
         ("dns_dom_add", "INSERT", "dns_domains", "NULL, NULL"),
         ("dns_dom_del", "DELETE", "dns_domains", "NULL, NULL"),
     )
+) + (
+    # Where a network's DNS listens (its plugin's dnsAddress), when it changes.
+    "CREATE TRIGGER IF NOT EXISTS dns_net_listen AFTER UPDATE OF dns_address ON networks"
+    " WHEN OLD.dns_address IS NOT NEW.dns_address BEGIN"
+    f" {_LOG.format(row='NULL, NULL')}; {_TRIM}; END",
 )
 
 
@@ -292,6 +298,9 @@ def initialise(path: Path) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(networks)")}
+            if "dns_address" not in columns:  # a database from before plugins said so
+                conn.execute("ALTER TABLE networks ADD COLUMN dns_address TEXT")
             for old in _OLD_TRIGGERS:
                 conn.execute(f"DROP TRIGGER IF EXISTS {old}")
             for trigger in TRIGGERS:

@@ -26,9 +26,9 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
 from ..state import Database
-from .allocator import Allocator
+from .allocator import AddressPool, Allocator
 from .driver import Driver
-from .protocol import PROTOCOL_VERSION
+from .protocol import PROTOCOL_VERSION, NetworkReply
 
 
 class PluginHost:
@@ -44,6 +44,7 @@ class PluginHost:
         self.log = logging.getLogger(f"container-network-{driver.name}")
         self.allocator = Allocator(db, domain, mtu, driver.name)
         self.configs: dict[str, NetworkConfiguration] = {}  # immutable once created
+        self.pools: dict[str, AddressPool] = {}  # the driver's, per network (as immutable)
         driver.bind(self)
 
     # -- networks -------------------------------------------------------------------------
@@ -68,18 +69,27 @@ class PluginHost:
         configs = [NetworkConfiguration.from_json(json.loads(r["config"])) for r in rows]
         return [c for c in configs if c.plugin == self.plugin]
 
-    def create_network(self, config: NetworkConfiguration) -> str | None:
+    def pool(self, config: NetworkConfiguration) -> AddressPool:
+        pool = self.pools.get(config.name)
+        if pool is None:
+            pool = self.pools[config.name] = self.driver.address_pool(config)
+        return pool
+
+    def create_network(self, config: NetworkConfiguration) -> NetworkReply:
         if config.plugin != self.plugin:
             raise InvalidArgument(f"network {config.name} belongs to plugin {config.plugin}")
         self.driver.validate(config)
         self.configs.pop(config.name, None)
-        return self.driver.create_network(config)
+        self.pools.pop(config.name, None)
+        link = self.driver.create_network(config)
+        return NetworkReply(link, self.driver.dns_address(config))
 
     def delete_network(self, name: str) -> None:
         owners = [a.owner for a in self.allocator.list(network=name)]
         if owners:
             raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
         self.configs.pop(name, None)
+        self.pools.pop(name, None)
         self.driver.delete_network(name)
         self.allocator.forget_network(name)
 
@@ -92,10 +102,10 @@ class PluginHost:
             raise InvalidArgument(
                 f"unknown interface strategy {request.strategy!r} (valid: {valid})"
             )
-        attachment, created = self.allocator.allocate(request, config)  # committed here
+        attachment, created = self.allocator.allocate(request, config, self.pool(config))
         if not request.strategy:
             return attachment
-        if not created and self.allocator.host_ifname(config.name, request.owner):
+        if not created and self.allocator.is_ready(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
         try:
             host_ifname = self.driver.realise(attachment, request, config)
@@ -135,7 +145,7 @@ def build_router(host: PluginHost) -> Router:
     @router.route("POST", "/networks")
     def create_network(req: Request) -> tuple[int, Any]:
         config = NetworkConfiguration.from_json(_body(req))
-        return 200, {"bridge": host.create_network(config)}
+        return 200, host.create_network(config).to_json()
 
     @router.route("DELETE", "/networks/{name}")
     def delete_network(req: Request) -> tuple[int, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...dataplane import names, nsutil, rtnl
+from ...dataplane import links, names, nsutil, rtnl
 from ...errors import Conflict, ContainerError, InvalidArgument
 from ...models import Attachment, NetworkConfiguration
 from .antispoof import GuardedPort
@@ -113,12 +113,7 @@ class LinuxDataPlane:
         return names.bridge_name(network)
 
     def _link(self, ifname: str) -> Any | None:
-        try:
-            return self._ipr.link("get", ifname=ifname)[0]
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise
+        return links.get_link(self._ipr, ifname)
 
     def setup_network(self, config: NetworkConfiguration, mtu: int | None = None) -> str:
         """Create (or repair) the network's bridge with its gateway addresses; idempotent."""
@@ -350,36 +345,15 @@ class LinuxDataPlane:
                         self.wait_pending()  # an old veth of this namespace is still dying
                         continue
                     raise self._create_error(exc.errno or 0, attachment, host) from None
-            try:
-                self._configure_inside(fd, attachment, primary)
-            except BaseException as exc:
-                self._delete_link_now(host)  # takes the peer in the namespace with it
-                if isinstance(exc, rtnl.RtnlError):
-                    raise ContainerError(
-                        f"cannot configure {attachment.interface} in {netns}: {exc.strerror}"
-                    ) from None
-                raise
+            links.configure_member(
+                fd,
+                self._home_fd,
+                attachment,
+                primary,
+                lambda: self._delete_link_now(host),  # takes the peer in the namespace with it
+            )
         finally:
             os.close(fd)
-
-    def _configure_inside(self, fd: int, attachment: Attachment, primary: bool) -> None:
-        with nsutil.entered(fd, self._home_fd):
-            ns = rtnl.Rtnl()
-        with ns:
-            index = rtnl.ifindex_of(ns.batch([rtnl.get_link(attachment.interface)])[0])
-            msgs = []
-            if attachment.ipv6_address is None:
-                msgs.append(rtnl.no_link_local(index=index))
-            msgs += [rtnl.set_up(index), rtnl.new_addr(index, attachment.address)]
-            if attachment.ipv6_address is not None:
-                msgs.append(rtnl.new_addr(index, attachment.ipv6_address))
-            msgs.append(rtnl.set_up(1))  # loopback is always index 1
-            if primary:
-                msgs.append(rtnl.new_default_route(index, attachment.gateway))
-                if attachment.ipv6_address is not None:
-                    gw6 = attachment.ipv6_address.network.network_address + 1
-                    msgs.append(rtnl.new_default_route(index, gw6))
-            ns.batch(msgs)
 
     def ensure_port(self, host_ifname: str, bridge: str, isolated: bool) -> bool:
         """Put an existing host end back on its bridge (after the bridge was re-created).
@@ -493,11 +467,7 @@ class LinuxDataPlane:
             event.wait()
 
     def _delete_link_now(self, name: str) -> None:
-        try:
-            self._ipr.link("del", ifname=name)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise
+        links.delete_link(self._ipr, name)
 
     # ----------------------------------------------------------------- reconciliation
 
@@ -562,9 +532,4 @@ class LinuxDataPlane:
         nsutil.delete_named_netns(self.netns_dir / name)
 
     def netns_exists(self, path_or_name: str) -> bool:
-        try:
-            fd = nsutil.open_netns(path_or_name, self.netns_dir)
-        except InvalidArgument:
-            return False
-        os.close(fd)
-        return True
+        return links.netns_exists(path_or_name, self.netns_dir)
