@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,16 @@ class MacvlanDataPlane:
         self._home_fd = nsutil.current_netns_fd()
         self._ipr = IPRoute()
         self._rtnl = rtnl.Rtnl()
+        # Background deletion of members' links (the kernel's RCU wait is ~25 ms each).
+        self._pending: dict[tuple[str, str], threading.Event] = {}
+        self._pending_lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, str, str, Callable[[], None]] | None] = queue.Queue()
+        self._deleter: threading.Thread | None = None
 
     def close(self) -> None:
+        if self._deleter is not None:
+            self._queue.put(None)
+            self._deleter.join()
         self._rtnl.close()
         self._ipr.close()
         os.close(self._home_fd)
@@ -190,6 +200,7 @@ class MacvlanDataPlane:
     ) -> None:
         """The member's macvlan, born in its namespace as `attachment.interface`, with its
         MAC, MTU, address and (primary) default route; all or nothing."""
+        self.wait_member(netns, attachment.interface)  # an earlier one still being deleted
         fd = nsutil.open_netns(netns, self.netns_dir)
         try:
             create = rtnl.new_macvlan(
@@ -229,6 +240,48 @@ class MacvlanDataPlane:
             self._delete_inside(fd, interface, alias)
         finally:
             os.close(fd)
+
+    def detach_later(
+        self, netns: str, interface: str, alias: str, done: Callable[[], None]
+    ) -> None:
+        """detach() on the deleter thread (off the reply path); `done` runs after it."""
+        key = (netns, interface)
+        with self._pending_lock:
+            if key in self._pending:
+                return
+            self._pending[key] = threading.Event()
+            if self._deleter is None:
+                self._deleter = threading.Thread(
+                    target=self._delete_loop, name="macvlan-deleter", daemon=True
+                )
+                self._deleter.start()
+        self._queue.put((netns, interface, alias, done))
+
+    def _delete_loop(self) -> None:
+        while (job := self._queue.get()) is not None:
+            netns, interface, alias, done = job
+            try:
+                self.detach(netns, interface, alias)
+                done()
+            except Exception:  # noqa: BLE001 - never let the deleter die (reconcile retries)
+                pass
+            finally:
+                with self._pending_lock:
+                    event = self._pending.pop((netns, interface), None)
+                if event is not None:
+                    event.set()
+
+    def wait_member(self, netns: str, interface: str) -> None:
+        with self._pending_lock:
+            event = self._pending.get((netns, interface))
+        if event is not None:
+            event.wait()
+
+    def wait_pending(self) -> None:
+        with self._pending_lock:
+            events = list(self._pending.values())
+        for event in events:
+            event.wait()
 
     def _delete_inside(self, fd: int, interface: str, alias: str | None) -> None:
         """Delete `interface` in namespace fd (only if it carries `alias`, when given)."""

@@ -25,6 +25,11 @@ PLUGIN = "macvlan"
 MODES = ("bridge", "private", "vepa", "passthru")
 SHIM_MODES = ("bridge", "vepa")  # private members talk to no sibling; passthru has one
 log = logging.getLogger("container-network-macvlan")
+# Released members whose link the deleter thread has not removed yet (this plugin's table).
+PENDING_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS macvlan_deleting (netns TEXT NOT NULL, interface TEXT NOT NULL,"
+    " alias TEXT NOT NULL, PRIMARY KEY (netns, interface))"
+)
 
 
 class MacvlanDriver(Driver):
@@ -44,7 +49,10 @@ class MacvlanDriver(Driver):
         from .dataplane import MacvlanDataPlane  # kernel libraries: helper only
 
         super().bind(host)
+        self.db = host.db
         self.allocator = host.allocator
+        with self.db.write() as conn:  # this plugin's own: links being deleted
+            conn.execute(PENDING_SCHEMA)
         self.dataplane = MacvlanDataPlane(host.paths.netns_dir, plugin=PLUGIN)
         self.parents: dict[str, int] = {}  # network -> parent ifindex (refreshed on error)
 
@@ -144,8 +152,26 @@ class MacvlanDriver(Driver):
         return None  # no host-side link of its own (the shim is the network's)
 
     def unrealise(self, attachment: Attachment, host_ifname: str | None) -> None:
-        self.dataplane.detach(attachment.netns, attachment.interface, member_alias(attachment))
         self._route(self.host.network_config(attachment.network), attachment, add=False)
+        if not attachment.netns or not attachment.strategy:
+            return
+        # The link is deleted in the background (the kernel takes ~25 ms); noted first, so
+        # a helper killed before it is done deletes it at its next start.
+        netns, interface, alias = attachment.netns, attachment.interface, member_alias(attachment)
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO macvlan_deleting(netns, interface, alias) VALUES (?,?,?)",
+                (netns, interface, alias),
+            )
+
+        def done() -> None:
+            with self.db.write() as conn:
+                conn.execute(
+                    "DELETE FROM macvlan_deleting WHERE netns = ? AND interface = ? AND alias = ?",
+                    (netns, interface, alias),
+                )
+
+        self.dataplane.detach_later(netns, interface, alias, done)
 
     def _route(self, config: NetworkConfiguration, attachment: Attachment, add: bool) -> None:
         """The host's /32 route to a member through the shim (replies of the DNS too)."""
@@ -168,6 +194,15 @@ class MacvlanDriver(Driver):
         """Make the kernel match the database after a start or a crash: shims re-made,
         orphan shims removed, attachments whose namespace or link is gone (or whose
         request died with the previous helper) released, routes matched to members."""
+        with self.db.read() as conn:
+            deleting = conn.execute("SELECT * FROM macvlan_deleting").fetchall()
+        for row in deleting:  # released before the previous helper deleted their links
+            self.dataplane.detach(row["netns"], row["interface"], row["alias"])
+            with self.db.write() as conn:
+                conn.execute(
+                    "DELETE FROM macvlan_deleting WHERE netns = ? AND interface = ?",
+                    (row["netns"], row["interface"]),
+                )
         networks = {c.name: c for c in self.host.all_networks()}
         for config in networks.values():
             try:
