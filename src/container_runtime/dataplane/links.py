@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -20,6 +21,47 @@ from . import nsutil, rtnl
 
 ARPHRD_ETHER = 1
 IFF_UP = 0x1
+K = TypeVar("K", bound=Hashable)
+
+
+class Pending(Generic[K]):
+    """Links being deleted in the background (the kernel's RCU wait costs ~25 ms each), so
+    a later attach of the same name waits for its deletion to finish."""
+
+    def __init__(self) -> None:
+        self._events: dict[K, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, key: K) -> bool:
+        """Note a deletion; False if that key is already being deleted."""
+        with self._lock:
+            if key in self._events:
+                return False
+            self._events[key] = threading.Event()
+            return True
+
+    def finish(self, key: K) -> None:
+        with self._lock:
+            event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def wait(self, key: K) -> None:
+        with self._lock:
+            event = self._events.get(key)
+        if event is not None:
+            event.wait()
+
+    def wait_all(self) -> None:
+        """Block until every deletion noted so far has finished."""
+        with self._lock:
+            events = list(self._events.values())
+        for event in events:
+            event.wait()
+
+    def keys(self) -> list[K]:
+        with self._lock:
+            return list(self._events)
 
 
 def get_link(ipr: IPRoute, ifname: str) -> Any | None:

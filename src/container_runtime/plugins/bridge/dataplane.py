@@ -66,8 +66,8 @@ class LinuxDataPlane:
         self._bridge_index: dict[str, int] = {}
         self._shared_dir_done = False
         # Background deletion of veths/TAPs (kernel RCU waits cost ~30 ms each).
-        self._pending: dict[str, threading.Event] = {}
-        self._pending_lock = threading.Lock()
+        self._pending: links.Pending[str] = links.Pending()
+        self._deleter_lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._deleter: threading.Thread | None = None
         self._deleter_ipr: IPRoute | None = None
@@ -341,7 +341,7 @@ class LinuxDataPlane:
                         raise ContainerError(f"cannot mark {host}: {exc.strerror}") from None
                     if attempt == 0 and exc.errno in (errno.ENODEV, errno.EINVAL):
                         continue  # bridge index went stale (re-created): look it up again
-                    if attempt == 0 and exc.errno == errno.EEXIST and self._has_pending():
+                    if attempt == 0 and exc.errno == errno.EEXIST and self._pending.keys():
                         self.wait_pending()  # an old veth of this namespace is still dying
                         continue
                     raise self._create_error(exc.errno or 0, attachment, host) from None
@@ -414,10 +414,9 @@ class LinuxDataPlane:
         """
         if not names.looks_like_attachment(host_ifname):
             raise InvalidArgument(f"{host_ifname!r} is not an attachment interface of ours")
-        with self._pending_lock:
-            if host_ifname in self._pending:
-                return
-            self._pending[host_ifname] = threading.Event()
+        if not self._pending.begin(host_ifname):
+            return
+        with self._deleter_lock:
             if self._deleter is None:
                 self._deleter_ipr = IPRoute()  # opened here: bound to our namespace
                 self._deleter = threading.Thread(
@@ -444,27 +443,14 @@ class LinuxDataPlane:
             except Exception:  # noqa: BLE001 - never let the deleter die
                 pass
             finally:
-                with self._pending_lock:
-                    event = self._pending.pop(name, None)
-                if event is not None:
-                    event.set()
-
-    def _has_pending(self) -> bool:
-        with self._pending_lock:
-            return bool(self._pending)
+                self._pending.finish(name)
 
     def _wait_pending(self, name: str) -> None:
-        with self._pending_lock:
-            event = self._pending.get(name)
-        if event is not None:
-            event.wait()
+        self._pending.wait(name)
 
     def wait_pending(self) -> None:
         """Block until every background deletion has finished."""
-        with self._pending_lock:
-            events = list(self._pending.values())
-        for event in events:
-            event.wait()
+        self._pending.wait_all()
 
     def _delete_link_now(self, name: str) -> None:
         links.delete_link(self._ipr, name)
@@ -479,9 +465,8 @@ class LinuxDataPlane:
                 alias = link.get_attr("IFLA_IFALIAS")
                 if names.is_ours(alias, self.plugin):
                     out[str(link.get_attr("IFLA_IFNAME"))] = str(alias)
-        with self._pending_lock:
-            for name in self._pending:
-                out.pop(name, None)
+        for name in self._pending.keys():
+            out.pop(name, None)
         return out
 
     def adopt_legacy(self) -> int:

@@ -49,8 +49,8 @@ class MacvlanDataPlane:
         self._ipr = IPRoute()
         self._rtnl = rtnl.Rtnl()
         # Background deletion of members' links (the kernel's RCU wait is ~25 ms each).
-        self._pending: dict[tuple[str, str], threading.Event] = {}
-        self._pending_lock = threading.Lock()
+        self._pending: links.Pending[tuple[str, str]] = links.Pending()
+        self._deleter_lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, str, str, Callable[[], None]] | None] = queue.Queue()
         self._deleter: threading.Thread | None = None
 
@@ -245,11 +245,9 @@ class MacvlanDataPlane:
         self, netns: str, interface: str, alias: str, done: Callable[[], None]
     ) -> None:
         """detach() on the deleter thread (off the reply path); `done` runs after it."""
-        key = (netns, interface)
-        with self._pending_lock:
-            if key in self._pending:
-                return
-            self._pending[key] = threading.Event()
+        if not self._pending.begin((netns, interface)):
+            return
+        with self._deleter_lock:
             if self._deleter is None:
                 self._deleter = threading.Thread(
                     target=self._delete_loop, name="macvlan-deleter", daemon=True
@@ -266,22 +264,13 @@ class MacvlanDataPlane:
             except Exception:  # noqa: BLE001 - never let the deleter die (reconcile retries)
                 pass
             finally:
-                with self._pending_lock:
-                    event = self._pending.pop((netns, interface), None)
-                if event is not None:
-                    event.set()
+                self._pending.finish((netns, interface))
 
     def wait_member(self, netns: str, interface: str) -> None:
-        with self._pending_lock:
-            event = self._pending.get((netns, interface))
-        if event is not None:
-            event.wait()
+        self._pending.wait((netns, interface))
 
     def wait_pending(self) -> None:
-        with self._pending_lock:
-            events = list(self._pending.values())
-        for event in events:
-            event.wait()
+        self._pending.wait_all()
 
     def _delete_inside(self, fd: int, interface: str, alias: str | None) -> None:
         """Delete `interface` in namespace fd (only if it carries `alias`, when given)."""
