@@ -191,6 +191,7 @@ def test_parent_is_validated(system: System, lan: Lan, network: str) -> None:
             (["--option", f"parent={bridge}"], "runtime's own"),
             (["--option", "parent=lan0", "--option", "mode=sideways"], "mode"),
             (["--option", "parent=lan0", "--option", "ip-range=10.99.0.0/28"], "not inside"),
+            (["--option", "parent=lan0", "--internal"], "cannot be --internal"),
         ]
         for extra, fragment in cases:
             result = inst.cli(
@@ -294,3 +295,16 @@ def test_check_reports_what_is_wrong(system: System, lan: Lan, network: str) -> 
     assert any("eth0 is down" in p for p in problems), problems
     assert any(f"no route to {ip1}" in p for p in problems), problems
     inst.cli("rm", "-f", "m4")
+
+
+def test_published_ports_are_refused_and_nothing_is_held(system: System, network: str) -> None:
+    inst, ref = system.inst, system.image
+    inst.cli("image", "pull", ref)  # so the refusal is the only line on stderr
+    before = attachments(inst, network)
+    result = inst.cli("run", "-d", "--name", "mp", "-p", "8080:80", "--network", network, ref,
+                      check=False)  # fmt: skip
+    try:
+        assert_refused(result, "does not publish ports")
+        assert attachments(inst, network) == before
+    finally:
+        inst.cli("rm", "-f", "mp", check=False)
