@@ -333,6 +333,19 @@ class Rtnl:
         return [replies.get(seq, b"") for seq in range(first, self._seq + 1)]
 
 
+def link_alias(reply: bytes) -> str | None:
+    """The IFLA_IFALIAS of an RTM_NEWLINK reply payload, if it has one."""
+    offset = _IFINFO.size
+    while offset + 4 <= len(reply):
+        length, kind = struct.unpack_from("=HH", reply, offset)
+        if length < 4:
+            break
+        if kind & ~NLA_F_NESTED == IFLA_IFALIAS:
+            return reply[offset + 4 : offset + length].rstrip(b"\0").decode(errors="replace")
+        offset += (length + 3) & ~3
+    return None
+
+
 def ifindex_of(reply: bytes) -> int:
     """The interface index of an RTM_NEWLINK reply payload."""
     return int(_IFINFO.unpack_from(reply)[2])

@@ -274,21 +274,17 @@ class MacvlanDataPlane:
 
     def _delete_inside(self, fd: int, interface: str, alias: str | None) -> None:
         """Delete `interface` in namespace fd (only if it carries `alias`, when given)."""
-        link = self.member_link(fd, interface)
-        if link is None:
-            return
-        if alias is not None and link.get_attr("IFLA_IFALIAS") != alias:
-            return  # not ours (a later attachment's, or someone else's)
-        with self._lock, nsutil.entered(fd, self._home_fd):
-            ipr = IPRoute()
-        with ipr:
-            links.delete_link(ipr, interface)
-
-    def member_link(self, fd: int, interface: str) -> Any | None:
-        with self._lock, nsutil.entered(fd, self._home_fd):
-            ipr = IPRoute()
-        with ipr:
-            return links.get_link(ipr, interface)
+        with nsutil.entered(fd, self._home_fd):
+            ns = rtnl.Rtnl()
+        with ns:
+            try:
+                reply = ns.batch([rtnl.get_link(interface)])[0]
+                if alias is not None and rtnl.link_alias(reply) != alias:
+                    return  # not ours (a later attachment's, or someone else's)
+                ns.batch([rtnl.del_link(rtnl.ifindex_of(reply))])
+            except rtnl.RtnlError as exc:
+                if exc.errno != errno.ENODEV:
+                    raise
 
     def member_state(self, netns: str, interface: str) -> dict[str, Any] | None:
         """What the kernel holds for a member (for check and reconcile); None if its
@@ -298,7 +294,7 @@ class MacvlanDataPlane:
         except InvalidArgument:
             return None
         try:
-            with self._lock, nsutil.entered(fd, self._home_fd):
+            with nsutil.entered(fd, self._home_fd):
                 ipr = IPRoute()
             with ipr:
                 link = links.get_link(ipr, interface)

@@ -10,6 +10,7 @@ cannot rebuild: reconcile() makes the kernel match the state database.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 from typing import ClassVar
@@ -55,6 +56,7 @@ class MacvlanDriver(Driver):
             conn.execute(PENDING_SCHEMA)
         self.dataplane = MacvlanDataPlane(host.paths.netns_dir, plugin=PLUGIN)
         self.parents: dict[str, int] = {}  # network -> parent ifindex (refreshed on error)
+        self.shims: dict[str, int] = {}  # network -> shim ifindex (refreshed on error)
 
     def close(self) -> None:
         self.dataplane.close()
@@ -95,6 +97,7 @@ class MacvlanDriver(Driver):
         address = shim_address(config)
         if has_shim(config) and address is not None:
             shim = self.dataplane.ensure_shim(config.name, parent, mode(config), address)
+            self.shims.pop(config.name, None)
         log.info(
             f"container-network-macvlan: network {config.name} ready on"
             f" {config.options['parent']} ({mode(config)}"
@@ -105,6 +108,7 @@ class MacvlanDriver(Driver):
     def delete_network(self, name: str) -> None:
         self.dataplane.remove_shim(name)
         self.parents.pop(name, None)
+        self.shims.pop(name, None)
         log.info(f"container-network-macvlan: network {name} removed")
 
     def address_pool(self, config: NetworkConfiguration) -> AddressPool:
@@ -178,15 +182,30 @@ class MacvlanDriver(Driver):
         address = shim_address(config)
         if not has_shim(config) or address is None:
             return
-        shim = self.dataplane.shim(config.name)
-        if shim is None:
-            if add:
-                raise ContainerError(f"the host shim of network {config.name} is missing")
-            return
-        if add:
-            self.dataplane.ensure_route(int(shim["index"]), attachment.address.ip, address)
-        else:
-            self.dataplane.remove_route(int(shim["index"]), attachment.address.ip, address)
+        for attempt in (0, 1):
+            index = self._shim_index(config.name, refresh=attempt == 1)
+            if index is None:
+                if add:
+                    raise ContainerError(f"the host shim of network {config.name} is missing")
+                return
+            try:
+                if add:
+                    self.dataplane.ensure_route(index, attachment.address.ip, address)
+                else:
+                    self.dataplane.remove_route(index, attachment.address.ip, address)
+                return
+            except OSError as exc:  # RtnlError: a stale index (the shim was re-made)
+                if attempt == 1 or exc.errno not in (errno.ENODEV, errno.EINVAL):
+                    raise
+
+    def _shim_index(self, network: str, refresh: bool = False) -> int | None:
+        index = None if refresh else self.shims.get(network)
+        if index is None:
+            shim = self.dataplane.shim(network)
+            if shim is None:
+                return None
+            index = self.shims[network] = int(shim["index"])
+        return index
 
     # -- reconciliation and check ---------------------------------------------------------
 
