@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS networks (
     config TEXT NOT NULL,            -- NetworkConfiguration JSON
     state TEXT NOT NULL,             -- created | running | failed
     bridge TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    dns_address TEXT                 -- the plugin's dnsAddress ('': none, NULL: the gateway)
 );
 -- What each plugin's helper replied to an attach, as the API server recorded it (the only
 -- attachment data inspect, DNS, network users and reconciliation read).
@@ -104,6 +105,11 @@ TRIGGERS = tuple(
         ("dns_dom_add", "INSERT", "dns_domains", "NULL, NULL"),
         ("dns_dom_del", "DELETE", "dns_domains", "NULL, NULL"),
     )
+) + (
+    # Where a network's DNS listens (its plugin's dnsAddress), when it changes.
+    "CREATE TRIGGER IF NOT EXISTS dns_net_listen AFTER UPDATE OF dns_address ON networks"
+    " WHEN OLD.dns_address IS NOT NEW.dns_address BEGIN"
+    f" {_LOG.format(row='NULL, NULL')}; {_TRIM}; END",
 )
 
 
@@ -264,8 +270,22 @@ def apply_schema(path: Path, schema: str, version: int, extra: Iterable[str] = (
         conn.close()
 
 
+def _add_dns_address_column(path: Path) -> None:
+    """A database from before plugins said where their DNS listens lacks networks.dns_address
+    (the triggers below refer to it, so it is added before they are made)."""
+    conn = connect(path)
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(networks)")}
+        if columns and "dns_address" not in columns:
+            with transaction(conn):
+                conn.execute("ALTER TABLE networks ADD COLUMN dns_address TEXT")
+    finally:
+        conn.close()
+
+
 def initialise(path: Path) -> None:
     """The API server's database (the DNS server's triggers with it)."""
+    _add_dns_address_column(path)
     drops = [f"DROP TRIGGER IF EXISTS {old}" for old in _OLD_TRIGGERS]
     apply_schema(path, SCHEMA, SCHEMA_VERSION, [*drops, *TRIGGERS])
 

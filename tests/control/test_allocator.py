@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from container_runtime.errors import Conflict, Exhausted, NotFound
 from container_runtime.models import AttachmentRequest, NetworkConfiguration
-from container_runtime.plugin.allocator import Allocator
+from container_runtime.plugin.allocator import AddressPool, Allocator
 from container_runtime.plugin.store import open_store
 from container_runtime.state import Database
 
@@ -233,3 +233,52 @@ def test_retry_on_a_full_network_returns_the_existing_attachment(db: Database) -
     first = [allocator.allocate(req(f"c{i}", "tiny"), config)[0] for i in range(5)]
     again, created = allocator.allocate(req("c3", "tiny"), config)
     assert again == first[3] and not created
+
+
+def test_a_pool_limits_allocations_to_its_ranges_and_skips_reserved(db: Database) -> None:
+    """A driver's AddressPool (macvlan's ip-range and aux): only addresses of its ranges,
+    never a reserved one, round-robin and wrapping inside the range, then exhaustion."""
+    config = make_network(db, "foo", "10.5.0.0/24", gateway="10.5.0.130")
+    pool = AddressPool(
+        (ipaddress.IPv4Network("10.5.0.128/29"),),
+        frozenset({ipaddress.IPv4Address("10.5.0.129"), ipaddress.IPv4Address("10.5.0.135")}),
+    )
+    allocator = Allocator(db, None, 1500)
+    got = [str(allocator.allocate(req(f"o{i}"), config, pool)[0].address.ip) for i in range(5)]
+    # .128-.135 minus the reserved .129, .135 and the gateway .130
+    assert got == ["10.5.0.128", "10.5.0.131", "10.5.0.132", "10.5.0.133", "10.5.0.134"]
+    with pytest.raises(Exhausted, match="no free addresses"):
+        allocator.allocate(req("o5"), config, pool)
+    allocator.release("foo", "o1")
+    assert str(allocator.allocate(req("o6"), config, pool)[0].address.ip) == "10.5.0.131"
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(start=st.integers(0, 255), size=st.integers(26, 30), reserved=st.sets(st.integers(0, 255)))
+def test_pool_allocations_stay_inside(
+    tmp_path_factory: pytest.TempPathFactory, start: int, size: int, reserved: set[int]
+) -> None:
+    db = Database(tmp_path_factory.mktemp("pool") / "state.db")
+    config = make_network(db, "foo", "10.6.0.0/24")
+    block = ipaddress.IPv4Network((f"10.6.0.{start}", size), strict=False)
+    held = frozenset(ipaddress.IPv4Address(f"10.6.0.{r}") for r in reserved)
+    pool = AddressPool((block,), held)
+    allocator = Allocator(db, None, 1500)
+    seen = set()
+    for i in range(block.num_addresses + 1):
+        try:
+            att, _ = allocator.allocate(req(f"o{i}"), config, pool)
+        except Exhausted:
+            break
+        ip = att.address.ip
+        assert ip in block and ip not in held and ip != config.ipv4_gateway
+        assert ip not in (config.ipv4_subnet.network_address, config.ipv4_subnet.broadcast_address)
+        assert ip not in seen
+        seen.add(ip)
+    usable = {
+        a for a in block if a not in held and a != config.ipv4_gateway
+        and a not in (config.ipv4_subnet.network_address, config.ipv4_subnet.broadcast_address)
+    }  # fmt: skip
+    assert seen == usable

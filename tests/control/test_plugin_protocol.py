@@ -205,3 +205,23 @@ def test_status_reply_type_refuses_malformed_replies() -> None:
     for bad in ({**good, "protocol": "1"}, {k: v for k, v in good.items() if k != "pid"}, []):
         with pytest.raises(ContainerError):
             StatusReply.from_json(bad)
+
+
+def test_network_reply_dns_address() -> None:
+    """dnsAddress: an address (macvlan's shim), null (no embedded DNS), absent (an older
+    plugin: the gateway); anything else is a protocol error."""
+    import ipaddress
+
+    from container_runtime.plugin.protocol import NetworkReply
+
+    gateway = ipaddress.IPv4Address("10.1.0.1")
+    shim = NetworkReply.from_json({"bridge": "cm1", "dnsAddress": "10.1.0.254"})
+    assert shim.dns_for(gateway) == ipaddress.IPv4Address("10.1.0.254")
+    assert shim.to_json() == {"bridge": "cm1", "dnsAddress": "10.1.0.254"}
+    assert NetworkReply.from_json({"bridge": None, "dnsAddress": None}).dns_for(gateway) is None
+    old = NetworkReply.from_json({"bridge": "ctr-x"})
+    assert old.dns_for(gateway) == gateway and "dnsAddress" not in old.to_json()
+    for bad in ({"dnsAddress": "nope"}, {"dnsAddress": 5}, {"bridge": 3}, []):
+        with pytest.raises(ContainerError):
+            NetworkReply.from_json(bad)
+    jsonschema.validate(shim.to_json(), schema()["$defs"]["NetworkReply"])

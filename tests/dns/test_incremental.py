@@ -132,3 +132,18 @@ def test_trimmed_log_needs_full_reload(tmp_path: Path) -> None:
         conn.execute("DELETE FROM dns_changes WHERE seq < (SELECT MAX(seq) FROM dns_changes)")
     assert update_snapshot(snapshot, path) is None
     db.close()
+
+
+def test_the_dns_listens_where_the_plugin_said(tmp_path: Path) -> None:
+    """A network's dnsAddress (stored by the API server from the plugin's reply) is where
+    the DNS listens for it and whom it treats as the host: NULL the gateway, '' nowhere."""
+    db = Database(tmp_path / "state.db")
+    for name, subnet in (("br", "10.40.0.0/24"), ("lan", "10.41.0.0/24"), ("priv", "10.42.0.0/24")):
+        add_network(db, name, subnet)
+    with db.write() as conn:
+        conn.execute("UPDATE networks SET dns_address = '10.41.0.254' WHERE name = 'lan'")
+        conn.execute("UPDATE networks SET dns_address = '' WHERE name = 'priv'")
+    snapshot = load_snapshot(tmp_path / "state.db", "test", 5)
+    listen = {k: [str(a) for a in v] for k, v in snapshot.listen_addresses().items()}
+    assert listen == {"br": ["10.40.0.1"], "lan": ["10.41.0.254"], "priv": []}
+    assert "10.41.0.254" in snapshot.host_addresses and "10.41.0.1" not in snapshot.host_addresses

@@ -405,7 +405,7 @@ class ContainerService:
                     "mac": spec.get("mac"),
                     "mtu": spec.get("mtu"),
                     "netns": path,
-                    "strategy": "veth",
+                    "strategy": self.networks.namespace_strategy(plugin),
                     "interface": f"eth{i}",
                     "primary": i == 0,
                 }
@@ -482,7 +482,8 @@ class ContainerService:
     def _etc_files(
         self, name: str, cfg: dict[str, Any], atts: list[dict[str, Any]]
     ) -> tuple[str, str]:
-        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts)
+        embedded = self.networks.dns_address(atts[0]["network"]) if atts else None
+        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts, embedded)
 
     def _undo(
         self,

@@ -34,10 +34,15 @@ def hosts_file(name: str, atts: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolv_conf(dns: dict[str, Any], atts: list[dict[str, Any]]) -> str:
+def resolv_conf(
+    dns: dict[str, Any], atts: list[dict[str, Any]], embedded: str | None = None
+) -> str:
+    """`embedded`: where the embedded DNS serves the primary network (its plugin's
+    dnsAddress); by default the primary gateway."""
     if dns.get("disabled"):
         return ""
-    servers = list(dns.get("nameservers") or ([atts[0]["gateway"]] if atts else []))
+    default = embedded or (atts[0]["gateway"] if atts else None)
+    servers = list(dns.get("nameservers") or ([default] if default else []))
     lines = [f"nameserver {s}" for s in servers]
     if dns.get("domain"):
         lines.append(f"domain {dns['domain']}")

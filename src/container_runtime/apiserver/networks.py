@@ -41,7 +41,7 @@ from ..models import (
 )
 from ..netoptions import specs_from_table, validate_options
 from ..network.plugins import find_plugin
-from ..plugin.protocol import CheckReply
+from ..plugin.protocol import CheckReply, NetworkReply
 from ..state import Database
 from . import endpoints, netsync
 from .dnsnames import check_dns_names
@@ -178,15 +178,35 @@ class NetworkService:
         wanted = {n.id: n.configuration for n in self.list() if n.configuration.plugin == plugin}
         netsync.sync_networks(plugin, wanted, ask, lambda config: self._realise(config, ask))
 
+    def namespace_strategy(self, plugin: str) -> str:
+        """The interface strategy a plugin uses for a container's namespace."""
+        return find_plugin(plugin, self.config.plugin_path).namespace_strategy()
+
     def _realise(self, config: NetworkConfiguration, ask: netsync.Ask | None = None) -> None:
-        reply = (ask or self.helper_for(config.plugin).request)(
-            "POST", "/networks", config.to_json(), idempotent=True
+        reply = NetworkReply.from_json(
+            (ask or self.helper_for(config.plugin).request)(
+                "POST", "/networks", config.to_json(), idempotent=True
+            )
         )
+        dns = reply.dns_for(config.ipv4_gateway)
         with self.db.write() as conn:
             conn.execute(
-                "UPDATE networks SET state = 'running', bridge = ? WHERE name = ?",
-                (reply.get("bridge"), config.name),
+                "UPDATE networks SET state = 'running', bridge = ?, dns_address = ? WHERE name = ?",
+                (reply.bridge, "" if dns is None else str(dns), config.name),
             )
+
+    def dns_address(self, name: str) -> str | None:
+        """Where the embedded DNS serves a network's members (its plugin said so when the
+        network was realised); None when nowhere."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT config, dns_address FROM networks WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            return None
+        if row["dns_address"] is None:  # not realised yet, or from before the column
+            return str(json.loads(row["config"])["ipv4Gateway"])
+        return str(row["dns_address"]) or None
 
     def create(self, body: dict[str, Any]) -> Network:
         name = str(body.get("name") or "")
@@ -211,7 +231,10 @@ class NetworkService:
         with self.create_lock:
             if self._exists(name):
                 raise Conflict(f"network {name} already exists")
-            taken = self._taken()
+            # The routes through the links the network lives on (an `interface` option such
+            # as macvlan's parent) are its own: the LAN's subnet is routed there.
+            own_links = {o.key for o in manifest.options if o.kind == "interface"}
+            taken = self._taken({v for k, v in options.items() if k in own_links})
             subnet_text = body.get("subnet")
             gateway_text = body.get("gateway")
             if subnet_text is not None:
@@ -266,8 +289,9 @@ class NetworkService:
                 is not None
             )
 
-    def _taken(self) -> list[tuple[AnyNetwork, str]]:
-        """Every subnet in use: other networks' and the host's routes (not our bridges)."""
+    def _taken(self, own_links: set[str] | None = None) -> list[tuple[AnyNetwork, str]]:
+        """Every subnet in use: other networks' and the host's routes (not those through
+        our bridges, nor through `own_links`, the links the new network lives on)."""
         with self.db.read() as conn:
             rows = conn.execute("SELECT config, bridge FROM networks").fetchall()
         taken: list[tuple[AnyNetwork, str]] = []
@@ -276,7 +300,7 @@ class NetworkService:
             taken.append((c.ipv4_subnet, f"network {c.name} ({c.ipv4_subnet})"))
             if c.ipv6_subnet is not None:
                 taken.append((c.ipv6_subnet, f"network {c.name} ({c.ipv6_subnet})"))
-        ours = {row["bridge"] for row in rows if row["bridge"]}
+        ours = {row["bridge"] for row in rows if row["bridge"]} | (own_links or set())
         for route in host_routes(ours):
             taken.append((route.network, f"host route {route}"))
         return taken
@@ -355,7 +379,8 @@ class NetworkService:
             "mac": mac,
             "mtu": body.get("mtu"),
             "netns": body.get("netns"),
-            "strategy": body.get("strategy"),
+            "strategy": body.get("strategy")
+            or (self.namespace_strategy(config.plugin) if body.get("netns") else None),
             "interface": body.get("interface") or "eth0",
             "primary": body.get("primary", True),
         }

@@ -24,6 +24,7 @@ LEGACY_KINDS = ("net", "veth", "tap")  # second field of a pre-11.3 alias
 BRIDGE_PREFIX = "ctr-"
 VETH_PREFIX = "cv"
 TAP_PREFIX = "ct"
+SHIM_PREFIX = "cm"
 IFNAMSIZ = 15
 
 
@@ -69,6 +70,15 @@ def bridge_mac(network: str) -> str:
     raw = bytes.fromhex(_digest("mac", network)[:12])
     first = (raw[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in (first, *raw[1:]))
+
+
+def shim_name(network: str) -> str:
+    """A plugin's host-side link of a network (the macvlan shim): `cm` + 12 hex digits."""
+    return SHIM_PREFIX + _digest("shim", network)[:12]
+
+
+def shim_alias(network: str, plugin: str = PLUGIN) -> str:
+    return f"{alias_prefix(plugin)}shim:{network}"
 
 
 def host_ifname(strategy: str, network: str, owner: str, interface: str) -> str:

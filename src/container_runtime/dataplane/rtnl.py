@@ -22,14 +22,17 @@ NLM_F_CREATE = 0x400
 NLA_F_NESTED = 0x8000
 
 RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_SETLINK = 19
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
 
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_MTU = 4
+IFLA_LINK = 5
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
 IFLA_IFALIAS = 20
@@ -37,6 +40,8 @@ IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
+IFLA_MACVLAN_MODE = 1
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
 IFLA_INFO_SLAVE_DATA = 5
 IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_BRPORT_ISOLATED = 33
@@ -58,7 +63,10 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
+RTPROT_CONTAINER = 0x63  # marks host routes a plugin made (reconciled by their protocol)
+RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
+RTA_PREFSRC = 7
 
 IFF_UP = 0x1
 
@@ -126,6 +134,71 @@ def new_veth(
         + attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
     )
     return RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body
+
+
+def new_macvlan(
+    ifname: str, parent: int, mode: str, mac: str, mtu: int, netns_fd: int | None = None
+) -> tuple[int, int, bytes]:
+    """RTM_NEWLINK for a macvlan on `parent` (an index in the caller's namespace), down,
+    born in the namespace of `netns_fd` when given (no window where it sits in ours)."""
+    data = attr_u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode])
+    linkinfo = attr_str(IFLA_INFO_KIND, "macvlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    body = (
+        ifinfo()
+        + attr_str(IFLA_IFNAME, ifname)
+        + attr(IFLA_ADDRESS, mac_bytes(mac))
+        + attr_u32(IFLA_MTU, mtu)
+        + attr_u32(IFLA_LINK, parent)
+        + attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+    )
+    if netns_fd is not None:
+        body += attr_u32(IFLA_NET_NS_FD, netns_fd)
+    return RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body
+
+
+def set_alias(index: int, alias: str) -> tuple[int, int, bytes]:
+    return RTM_NEWLINK, 0, ifinfo(index=index) + attr_str(IFLA_IFALIAS, alias)
+
+
+def mark_alias(ifname: str, alias: str) -> tuple[int, int, bytes]:
+    """RTM_NEWLINK on an existing link, by name: its ownership mark (IFLA_IFALIAS)."""
+    body = ifinfo() + attr_str(IFLA_IFNAME, ifname) + attr_str(IFLA_IFALIAS, alias)
+    return RTM_NEWLINK, 0, body
+
+
+def del_link(index: int) -> tuple[int, int, bytes]:
+    return RTM_DELLINK, 0, ifinfo(index=index)
+
+
+def _host_route(index: int, dst: ipaddress.IPv4Address, src: ipaddress.IPv4Address) -> bytes:
+    body = struct.pack(
+        "=BBBBBBBBI",
+        socket.AF_INET,
+        32,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        RTPROT_CONTAINER,
+        RT_SCOPE_LINK,
+        RTN_UNICAST,
+        0,
+    )
+    return (
+        body + attr(RTA_DST, dst.packed) + attr(RTA_PREFSRC, src.packed) + attr_u32(RTA_OIF, index)
+    )
+
+
+def new_host_route(
+    index: int, dst: ipaddress.IPv4Address, src: ipaddress.IPv4Address
+) -> tuple[int, int, bytes]:
+    """A /32 route to `dst` through link `index`, from `src` (replaces one to `dst`)."""
+    return RTM_NEWROUTE, NLM_F_CREATE | 0x100, _host_route(index, dst, src)  # NLM_F_REPLACE
+
+
+def del_host_route(
+    index: int, dst: ipaddress.IPv4Address, src: ipaddress.IPv4Address
+) -> tuple[int, int, bytes]:
+    return RTM_DELROUTE, 0, _host_route(index, dst, src)
 
 
 def mark_port(ifname: str, alias: str, isolated: bool) -> tuple[int, int, bytes]:
@@ -258,6 +331,19 @@ class Rtnl:
             seq = min(errors)
             raise RtnlError(errors[seq], seq - first)
         return [replies.get(seq, b"") for seq in range(first, self._seq + 1)]
+
+
+def link_alias(reply: bytes) -> str | None:
+    """The IFLA_IFALIAS of an RTM_NEWLINK reply payload, if it has one."""
+    offset = _IFINFO.size
+    while offset + 4 <= len(reply):
+        length, kind = struct.unpack_from("=HH", reply, offset)
+        if length < 4:
+            break
+        if kind & ~NLA_F_NESTED == IFLA_IFALIAS:
+            return reply[offset + 4 : offset + length].rstrip(b"\0").decode(errors="replace")
+        offset += (length + 3) & ~3
+    return None
 
 
 def ifindex_of(reply: bytes) -> int:

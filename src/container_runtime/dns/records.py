@@ -38,6 +38,9 @@ class NetworkInfo:
     subnet6: ipaddress.IPv6Network | None
     # an internal network's members get their own names only (option dns-forward=on: all)
     forward: bool = True
+    # where the network's members ask (IPv4): its plugin's dnsAddress, by default the
+    # gateway (a bridge's); None when the plugin serves no embedded DNS there
+    listen4: IPv4 | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,9 @@ def _parse_v6(text: str | None) -> IPv6 | None:
         return None
 
 
-def _network_info(name: str, config_text: str) -> NetworkInfo:
+def _network_info(name: str, config_text: str, dns_text: str | None = None) -> NetworkInfo:
+    """A network's row: its configuration and the plugin's dnsAddress (None: the
+    gateway, '' none)."""
     try:
         config = json.loads(config_text)
     except ValueError:
@@ -180,7 +185,13 @@ def _network_info(name: str, config_text: str) -> NetworkInfo:
     options = config.get("options")
     options = options if isinstance(options, dict) else {}
     forward = config.get("mode") != "internal" or options.get("dns-forward") == "on"
-    return NetworkInfo(name, gw4, gw6, sub4, sub6, forward)
+    listen4 = gw4
+    if dns_text is not None:
+        try:
+            listen4 = IPv4(dns_text) if dns_text else None
+        except ValueError:
+            log.warning("network %s: unusable DNS address %r", name, dns_text)
+    return NetworkInfo(name, gw4, gw6, sub4, sub6, forward, listen4)
 
 
 Key = tuple[str, str]  # (network, owner): one attachment
@@ -218,7 +229,7 @@ class Snapshot:
         self.host_addresses = frozenset(
             str(gw)
             for info in networks.values()
-            for gw in (info.gateway4, info.gateway6)
+            for gw in (info.listen4, info.gateway6)
             if gw is not None
         )
         subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -344,8 +355,8 @@ class Snapshot:
         out: dict[str, list[Address]] = {}
         for name, info in self.networks.items():
             addrs: list[Address] = []
-            if info.gateway4 is not None:
-                addrs.append(info.gateway4)
+            if info.listen4 is not None:
+                addrs.append(info.listen4)
             if info.gateway6 is not None:
                 addrs.append(info.gateway6)
             out[name] = addrs
@@ -390,7 +401,12 @@ def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
     try:
         conn.execute("BEGIN")
         seq = _last_change(conn)
-        net_rows = conn.execute("SELECT name, config FROM networks").fetchall()
+        try:
+            net_rows = conn.execute("SELECT name, config, dns_address FROM networks").fetchall()
+        except sqlite3.OperationalError:  # a database from before the column existed
+            net_rows = [
+                (*r, None) for r in conn.execute("SELECT name, config FROM networks").fetchall()
+            ]
         att_rows = conn.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM endpoints").fetchall()
         try:
             extra = [str(r[0]).lower() for r in conn.execute("SELECT domain FROM dns_domains")]
@@ -399,7 +415,10 @@ def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
         conn.execute("COMMIT")
     finally:
         conn.close()
-    networks = {str(name): _network_info(str(name), str(cfg)) for name, cfg in net_rows}
+    networks = {
+        str(name): _network_info(str(name), str(cfg), None if dns is None else str(dns))
+        for name, cfg, dns in net_rows
+    }
     return build_snapshot(networks, att_rows, domain, ttl, tuple(extra), seq)
 
 

@@ -36,6 +36,13 @@ class PluginManifest:
     options: tuple[OptionSpec, ...] = ()
     protocol: int = PROTOCOL_VERSION  # the helper protocol version it speaks
 
+    def namespace_strategy(self) -> str:
+        """The strategy that gives a container's namespace its interface: `veth`, unless
+        the plugin builds another kind there (e.g. `macvlan`)."""
+        if "veth" in self.strategies:
+            return "veth"
+        return next((s for s in self.strategies if s != "tap"), "veth")
+
 
 def plugin_dirs(extra: tuple[str, ...] = ()) -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("CONTAINER_PLUGIN_PATH", "").split(":") if p]

@@ -7,6 +7,10 @@ last to be reused (stale ARP and DNS caches elsewhere age out first).  The first
 attachment on a fresh network gets the first host after the gateway (.2).
 Uniqueness of address and MAC per network is enforced by UNIQUE constraints;
 every allocation is committed before it is returned.
+
+A driver may narrow a network's addresses with an AddressPool (its `address_pool`): only
+addresses inside `ranges` are handed out (e.g. macvlan's `ip-range`, the part of a LAN
+its DHCP server does not own), never those in `reserved` (addresses others hold).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import ipaddress
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import Conflict, Exhausted, NotFound
@@ -29,6 +35,45 @@ def generate_mac() -> str:
     octets = bytearray(os.urandom(6))
     octets[0] = (octets[0] & 0xFC) | 0x02
     return ":".join(f"{o:02x}" for o in octets)
+
+
+# The attachments of this plugin's networks.
+_OURS = "network IN (SELECT name FROM networks WHERE json_extract(config, '$.plugin') = ?)"
+
+
+@dataclass(frozen=True)
+class AddressPool:
+    """The IPv4 addresses a network may hand out: inside `ranges` (all of the subnet when
+    empty), never one in `reserved`; the subnet's network, gateway and broadcast never."""
+
+    ranges: tuple[ipaddress.IPv4Network, ...] = ()
+    reserved: frozenset[ipaddress.IPv4Address] = field(default_factory=frozenset)
+
+    def bounds(self, subnet: ipaddress.IPv4Network) -> list[tuple[int, int]]:
+        """Inclusive offset intervals (from the subnet's base) to allocate from."""
+        base = int(subnet.network_address)
+        last = subnet.num_addresses - 2
+        if not self.ranges:
+            return [(1, last)]
+        out = []
+        for r in self.ranges:
+            lo = max(1, int(r.network_address) - base)
+            hi = min(last, int(r.broadcast_address) - base)
+            if lo <= hi:
+                out.append((lo, hi))
+        return sorted(out)
+
+
+FULL_POOL = AddressPool()
+
+
+def _from_cursor(intervals: list[tuple[int, int]], start: int) -> Iterator[int]:
+    """Every offset of the intervals once, from `start` up, then wrapping around (lazily:
+    a /8 has 16 million)."""
+    for lo, hi in intervals:
+        yield from range(max(lo, start), hi + 1)
+    for lo, hi in intervals:
+        yield from range(lo, min(hi, start - 1) + 1)
 
 
 def _row_to_attachment(row: sqlite3.Row) -> Attachment:
@@ -67,7 +112,10 @@ class Allocator:
         self.plugin = plugin
 
     def allocate(
-        self, request: AttachmentRequest, config: NetworkConfiguration
+        self,
+        request: AttachmentRequest,
+        config: NetworkConfiguration,
+        pool: AddressPool = FULL_POOL,
     ) -> tuple[Attachment, bool]:
         """Return (attachment, created). Idempotent per (network, owner)."""
         subnet = config.ipv4_subnet
@@ -76,7 +124,7 @@ class Allocator:
             # Few statements on the hot path: the UNIQUE constraints detect an existing owner
             # or a MAC in use, instead of a look-up before every insert.
             try:
-                offset = self._next_offset(conn, config)
+                offset = self._next_offset(conn, config, pool)
             except Exhausted:
                 if conn.execute(
                     "SELECT 1 FROM attachments WHERE network = ? AND owner = ?",
@@ -174,33 +222,40 @@ class Allocator:
             )
         return existing
 
-    def _next_offset(self, conn: sqlite3.Connection, config: NetworkConfiguration) -> int:
+    def _next_offset(
+        self, conn: sqlite3.Connection, config: NetworkConfiguration, pool: AddressPool
+    ) -> int:
         subnet = config.ipv4_subnet
         name = config.name
         base = int(subnet.network_address)
-        last = subnet.num_addresses - 2  # the broadcast address is num_addresses - 1
-        # Offsets never handed out: the IPv4 gateway, and the IPv6 gateway (::1) whose host
-        # part IPv6 addresses share with IPv4 ones.
+        intervals = pool.bounds(subnet)
+        # Offsets never handed out: the IPv4 gateway, the IPv6 gateway (::1) whose host part
+        # IPv6 addresses share with IPv4 ones, and the pool's reserved addresses.
         reserved = {int(config.ipv4_gateway) - base}
+        reserved.update(int(a) - base for a in pool.reserved if a in subnet)
         if config.ipv6_subnet is not None:
             reserved.add(1)
+
+        def inside(offset: int) -> bool:
+            return any(lo <= offset <= hi for lo, hi in intervals)
+
         row = conn.execute(
             "SELECT next_offset FROM alloc_cursor WHERE network = ?", (name,)
         ).fetchone()
-        start = row[0] if row is not None and 1 <= row[0] <= last else 1
-        if start not in reserved and not self._taken(conn, name, base + start):
+        first = intervals[0][0] if intervals else 1
+        start = row[0] if row is not None and inside(row[0]) else first
+        if start not in reserved and inside(start) and not self._taken(conn, name, base + start):
             return start  # the common case: two indexed look-ups, no scan
-        capacity = last - sum(1 for r in reserved if 1 <= r <= last)
+        capacity = sum(hi - lo + 1 for lo, hi in intervals)
+        capacity -= sum(1 for r in reserved if inside(r))
         in_use = conn.execute(
             "SELECT COUNT(*) FROM attachments WHERE network = ?", (name,)
         ).fetchone()[0]
         if in_use >= capacity:
             raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
-        offset = start
-        for _ in range(last):
+        for offset in _from_cursor(intervals, start):
             if offset not in reserved and not self._taken(conn, name, base + offset):
                 return offset
-            offset = offset + 1 if offset < last else 1
         raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
 
     @staticmethod
@@ -234,6 +289,15 @@ class Allocator:
                 (host_ifname, network, owner),
             )
 
+    def is_ready(self, network: str, owner: str) -> bool:
+        """Realised (or allocation only): its request completed."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT state FROM attachments WHERE network = ? AND owner = ?",
+                (network, owner),
+            ).fetchone()
+        return row is not None and row[0] == "ready"
+
     def host_ifname(self, network: str, owner: str) -> str | None:
         with self.db.read() as conn:
             row = conn.execute(
@@ -250,13 +314,17 @@ class Allocator:
         return None if row is None else _row_to_attachment(row)
 
     def rows(self) -> list[sqlite3.Row]:
+        """This plugin's attachments (the table is shared by the plugins of one state
+        database: each reconciles only its own networks')."""
         with self.db.read() as conn:
-            return conn.execute("SELECT * FROM attachments").fetchall()
+            return conn.execute(
+                f"SELECT * FROM attachments WHERE {_OURS}", (self.plugin,)
+            ).fetchall()
 
     def list(self, network: str | None = None, owner: str | None = None) -> list[Attachment]:
         sql = "SELECT * FROM attachments"
-        clauses: list[str] = []
-        args: list[str] = []
+        clauses: list[str] = [_OURS]
+        args: list[str] = [self.plugin]
         if network is not None:
             clauses.append("network = ?")
             args.append(network)

@@ -12,6 +12,7 @@ driver's reply (with its own data) before the host replies (host.py).
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import InvalidArgument
 from ..models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
 from ..netoptions import specs_from_table, validate_options
+from .allocator import FULL_POOL, AddressPool
 
 if TYPE_CHECKING:
     from .host import PluginHost
@@ -83,6 +85,16 @@ class Driver:
 
     def delete_network(self, name: str) -> None:
         """Remove the network's state (idempotent); it has no attachments left."""
+
+    def address_pool(self, config: NetworkConfiguration) -> AddressPool:
+        """The addresses the host may allocate on this network (default: the whole subnet
+        but its network, gateway and broadcast addresses)."""
+        return FULL_POOL
+
+    def dns_address(self, config: NetworkConfiguration) -> ipaddress.IPv4Address | None:
+        """Where the embedded DNS serves this network's members (their nameserver): by
+        default the gateway, as on a bridge; None for no embedded DNS on the network."""
+        return config.ipv4_gateway
 
     # -- attachments ------------------------------------------------------------------
 

@@ -33,9 +33,9 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
 from ..state import Database
-from .allocator import Allocator
+from .allocator import AddressPool, Allocator
 from .driver import Driver, DriverRecord
-from .protocol import PROTOCOL_VERSION, CheckReply
+from .protocol import PROTOCOL_VERSION, CheckReply, NetworkReply
 from .records import DriverRecords
 from .store import migrate_legacy, open_store
 
@@ -56,6 +56,7 @@ class PluginHost:
         self.records = DriverRecords(db, driver.name)
         self.owner_locks: dict[tuple[str, str], threading.Lock] = {}
         self.owner_locks_guard = threading.Lock()
+        self.pools: dict[str, AddressPool] = {}  # the driver's, per network (as immutable)
         driver.bind(self)
 
     # -- networks -------------------------------------------------------------------------
@@ -80,7 +81,13 @@ class PluginHost:
             rows = conn.execute("SELECT config FROM networks ORDER BY name").fetchall()
         return [NetworkConfiguration.from_json(json.loads(r["config"])) for r in rows]
 
-    def create_network(self, config: NetworkConfiguration) -> str | None:
+    def pool(self, config: NetworkConfiguration) -> AddressPool:
+        pool = self.pools.get(config.name)
+        if pool is None:
+            pool = self.pools[config.name] = self.driver.address_pool(config)
+        return pool
+
+    def create_network(self, config: NetworkConfiguration) -> NetworkReply:
         if config.plugin != self.plugin:
             raise InvalidArgument(f"network {config.name} belongs to plugin {config.plugin}")
         self.driver.validate(config)
@@ -94,12 +101,14 @@ class PluginHost:
                 (config.name, json.dumps(config.to_json()), config.creation_date or ""),
             )
         self.configs.pop(config.name, None)
+        self.pools.pop(config.name, None)
         try:
-            return self.driver.create_network(config)
+            link = self.driver.create_network(config)
         except BaseException:
             if new:  # a network it never had: nothing of it is left held
                 self._forget_network(config.name)
             raise
+        return NetworkReply(link, self.driver.dns_address(config))
 
     def delete_network(self, name: str) -> None:
         owners = [a.owner for a in self.allocator.list(network=name)]
@@ -116,6 +125,7 @@ class PluginHost:
         except sqlite3.IntegrityError:  # an attach won the race
             raise Conflict(f"network {name} is in use") from None
         self.configs.pop(name, None)
+        self.pools.pop(name, None)
 
     # -- attachments ----------------------------------------------------------------------
 
@@ -129,10 +139,10 @@ class PluginHost:
         if self.driver.allocates:
             with self.owner_lock(request.network, request.owner):
                 return self.attach_allocating(request, config)
-        attachment, created = self.allocator.allocate(request, config)  # committed here
+        attachment, created = self.allocator.allocate(request, config, self.pool(config))
         if not request.strategy:
             return attachment
-        if not created and self.allocator.host_ifname(config.name, request.owner):
+        if not created and self.allocator.is_ready(config.name, request.owner):
             return attachment  # an idempotent retry of a request that completed
         try:
             host_ifname = self.driver.realise(attachment, request, config)
@@ -242,7 +252,7 @@ def build_router(host: PluginHost) -> Router:
     @router.route("POST", "/networks")
     def create_network(req: Request) -> tuple[int, Any]:
         config = NetworkConfiguration.from_json(_body(req))
-        return 200, {"bridge": host.create_network(config)}
+        return 200, host.create_network(config).to_json()
 
     @router.route("DELETE", "/networks/{name}")
     def delete_network(req: Request) -> tuple[int, Any]:

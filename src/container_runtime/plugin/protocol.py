@@ -127,12 +127,22 @@ class StatusReply:
 
 @dataclass(frozen=True)
 class NetworkReply:
-    """POST /networks: the network is built; `bridge` names its kernel link, if any."""
+    """POST /networks: the network is built; `bridge` names its kernel link, if any;
+    `dnsAddress` is where the embedded DNS serves the network's members (their
+    nameserver): null for nowhere, absent (older plugins) for the network's gateway."""
 
     bridge: str | None = None
+    dns_address: ipaddress.IPv4Address | None = None
+    dns_given: bool = True  # False: the reply had no dnsAddress (the gateway, then)
 
     def to_json(self) -> dict[str, Any]:
-        return {"bridge": self.bridge}
+        out: dict[str, Any] = {"bridge": self.bridge}
+        if self.dns_given:
+            out["dnsAddress"] = None if self.dns_address is None else str(self.dns_address)
+        return out
+
+    def dns_for(self, gateway: ipaddress.IPv4Address) -> ipaddress.IPv4Address | None:
+        return self.dns_address if self.dns_given else gateway
 
     @classmethod
     def from_json(cls, data: Any) -> NetworkReply:
@@ -141,7 +151,17 @@ class NetworkReply:
         bridge = data.get("bridge")
         if bridge is not None and not isinstance(bridge, str):
             raise ProtocolError("POST /networks reply: 'bridge' must be a string or null")
-        return cls(bridge)
+        if "dnsAddress" not in data:
+            return cls(bridge, None, dns_given=False)
+        raw = data["dnsAddress"]
+        if raw is None:
+            return cls(bridge, None)
+        try:
+            return cls(bridge, ipaddress.IPv4Address(str(raw)))
+        except ValueError:
+            raise ProtocolError(
+                "POST /networks reply: 'dnsAddress' must be an IPv4 address or null"
+            ) from None
 
 
 @dataclass(frozen=True)

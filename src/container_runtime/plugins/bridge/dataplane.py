@@ -21,7 +21,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...dataplane import names, nsutil, rtnl
+from ...dataplane import links, names, nsutil, rtnl
 from ...errors import Conflict, ContainerError, InvalidArgument
 from ...models import Attachment, NetworkConfiguration
 from .antispoof import GuardedPort
@@ -66,8 +66,8 @@ class LinuxDataPlane:
         self._bridge_index: dict[str, int] = {}
         self._shared_dir_done = False
         # Background deletion of veths/TAPs (kernel RCU waits cost ~30 ms each).
-        self._pending: dict[str, threading.Event] = {}
-        self._pending_lock = threading.Lock()
+        self._pending: links.Pending[str] = links.Pending()
+        self._deleter_lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._deleter: threading.Thread | None = None
         self._deleter_ipr: IPRoute | None = None
@@ -113,12 +113,7 @@ class LinuxDataPlane:
         return names.bridge_name(network)
 
     def _link(self, ifname: str) -> Any | None:
-        try:
-            return self._ipr.link("get", ifname=ifname)[0]
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise
+        return links.get_link(self._ipr, ifname)
 
     def setup_network(self, config: NetworkConfiguration, mtu: int | None = None) -> str:
         """Create (or repair) the network's bridge with its gateway addresses; idempotent."""
@@ -346,40 +341,19 @@ class LinuxDataPlane:
                         raise ContainerError(f"cannot mark {host}: {exc.strerror}") from None
                     if attempt == 0 and exc.errno in (errno.ENODEV, errno.EINVAL):
                         continue  # bridge index went stale (re-created): look it up again
-                    if attempt == 0 and exc.errno == errno.EEXIST and self._has_pending():
+                    if attempt == 0 and exc.errno == errno.EEXIST and self._pending.keys():
                         self.wait_pending()  # an old veth of this namespace is still dying
                         continue
                     raise self._create_error(exc.errno or 0, attachment, host) from None
-            try:
-                self._configure_inside(fd, attachment, primary)
-            except BaseException as exc:
-                self._delete_link_now(host)  # takes the peer in the namespace with it
-                if isinstance(exc, rtnl.RtnlError):
-                    raise ContainerError(
-                        f"cannot configure {attachment.interface} in {netns}: {exc.strerror}"
-                    ) from None
-                raise
+            links.configure_member(
+                fd,
+                self._home_fd,
+                attachment,
+                primary,
+                lambda: self._delete_link_now(host),  # takes the peer in the namespace with it
+            )
         finally:
             os.close(fd)
-
-    def _configure_inside(self, fd: int, attachment: Attachment, primary: bool) -> None:
-        with nsutil.entered(fd, self._home_fd):
-            ns = rtnl.Rtnl()
-        with ns:
-            index = rtnl.ifindex_of(ns.batch([rtnl.get_link(attachment.interface)])[0])
-            msgs = []
-            if attachment.ipv6_address is None:
-                msgs.append(rtnl.no_link_local(index=index))
-            msgs += [rtnl.set_up(index), rtnl.new_addr(index, attachment.address)]
-            if attachment.ipv6_address is not None:
-                msgs.append(rtnl.new_addr(index, attachment.ipv6_address))
-            msgs.append(rtnl.set_up(1))  # loopback is always index 1
-            if primary:
-                msgs.append(rtnl.new_default_route(index, attachment.gateway))
-                if attachment.ipv6_address is not None:
-                    gw6 = attachment.ipv6_address.network.network_address + 1
-                    msgs.append(rtnl.new_default_route(index, gw6))
-            ns.batch(msgs)
 
     def ensure_port(self, host_ifname: str, bridge: str, isolated: bool) -> bool:
         """Put an existing host end back on its bridge (after the bridge was re-created).
@@ -440,10 +414,9 @@ class LinuxDataPlane:
         """
         if not names.looks_like_attachment(host_ifname):
             raise InvalidArgument(f"{host_ifname!r} is not an attachment interface of ours")
-        with self._pending_lock:
-            if host_ifname in self._pending:
-                return
-            self._pending[host_ifname] = threading.Event()
+        if not self._pending.begin(host_ifname):
+            return
+        with self._deleter_lock:
             if self._deleter is None:
                 self._deleter_ipr = IPRoute()  # opened here: bound to our namespace
                 self._deleter = threading.Thread(
@@ -470,34 +443,17 @@ class LinuxDataPlane:
             except Exception:  # noqa: BLE001 - never let the deleter die
                 pass
             finally:
-                with self._pending_lock:
-                    event = self._pending.pop(name, None)
-                if event is not None:
-                    event.set()
-
-    def _has_pending(self) -> bool:
-        with self._pending_lock:
-            return bool(self._pending)
+                self._pending.finish(name)
 
     def _wait_pending(self, name: str) -> None:
-        with self._pending_lock:
-            event = self._pending.get(name)
-        if event is not None:
-            event.wait()
+        self._pending.wait(name)
 
     def wait_pending(self) -> None:
         """Block until every background deletion has finished."""
-        with self._pending_lock:
-            events = list(self._pending.values())
-        for event in events:
-            event.wait()
+        self._pending.wait_all()
 
     def _delete_link_now(self, name: str) -> None:
-        try:
-            self._ipr.link("del", ifname=name)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise
+        links.delete_link(self._ipr, name)
 
     # ----------------------------------------------------------------- reconciliation
 
@@ -509,9 +465,8 @@ class LinuxDataPlane:
                 alias = link.get_attr("IFLA_IFALIAS")
                 if names.is_ours(alias, self.plugin):
                     out[str(link.get_attr("IFLA_IFNAME"))] = str(alias)
-        with self._pending_lock:
-            for name in self._pending:
-                out.pop(name, None)
+        for name in self._pending.keys():
+            out.pop(name, None)
         return out
 
     def adopt_legacy(self) -> int:
@@ -562,9 +517,4 @@ class LinuxDataPlane:
         nsutil.delete_named_netns(self.netns_dir / name)
 
     def netns_exists(self, path_or_name: str) -> bool:
-        try:
-            fd = nsutil.open_netns(path_or_name, self.netns_dir)
-        except InvalidArgument:
-            return False
-        os.close(fd)
-        return True
+        return links.netns_exists(path_or_name, self.netns_dir)
