@@ -260,7 +260,7 @@ def test_a_pool_limits_allocations_to_its_ranges_and_skips_reserved(db: Database
 def test_pool_allocations_stay_inside(
     tmp_path_factory: pytest.TempPathFactory, start: int, size: int, reserved: set[int]
 ) -> None:
-    db = Database(tmp_path_factory.mktemp("pool") / "state.db")
+    db = open_store(tmp_path_factory.mktemp("pool") / "state.db")
     config = make_network(db, "foo", "10.6.0.0/24")
     block = ipaddress.IPv4Network((f"10.6.0.{start}", size), strict=False)
     held = frozenset(ipaddress.IPv4Address(f"10.6.0.{r}") for r in reserved)
