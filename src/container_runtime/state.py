@@ -1,11 +1,12 @@
 """The state database: one SQLite file (WAL) shared by the API server and the helpers.
 
 Each table has one writer: the API server writes `networks`, `containers`, `endpoints`
-and `dns_domains`; the bridge plugin's helper writes its private `attachments`,
-`alloc_cursor` and `port_forwards`, which nothing else reads (a plugin's state is its
-own: everything the rest of the system knows of an attachment is the API server's
-`endpoints` record of the helper's reply, see apiserver/endpoints.py).  Uniqueness of
-an address or MAC on a network is a database constraint in the plugin's tables.
+(with `endpoint_aliases`) and `dns_domains`; the bridge plugin's helper writes its
+private `attachments`, `reservations`, `alloc_cursor` and `port_forwards`, which nothing
+else reads (a plugin's state is its own: everything the rest of the system knows of an
+attachment is the API server's `endpoints` record of the helper's reply, see
+apiserver/endpoints.py).  Uniqueness of an address or MAC on a network is a database
+constraint in the plugin's tables.
 
 A writer waits at most BUSY_TIMEOUT for the write lock; a database that stays locked
 (or cannot be written) is a StateUnavailable naming the file, the cause and, for a
@@ -69,6 +70,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_if
     WHERE host_ifname IS NOT NULL;
 -- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
 CREATE INDEX IF NOT EXISTS attachments_hostname ON attachments(network, hostname);
+-- Static addresses held for an owner (a container's ip=/ip6=) while it exists, even
+-- stopped: the allocator hands them to no one else (plugin/allocator.py).
+CREATE TABLE IF NOT EXISTS reservations (
+    network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
+    owner TEXT NOT NULL,             -- container id
+    address INTEGER NOT NULL,        -- IPv4 as integer
+    ipv6 TEXT,                       -- IPv6 address text (no prefix), or NULL
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner),
+    UNIQUE (network, address)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS reservations_ipv6 ON reservations(network, ipv6)
+    WHERE ipv6 IS NOT NULL;
 CREATE TABLE IF NOT EXISTS alloc_cursor (
     network TEXT PRIMARY KEY,
     next_offset INTEGER NOT NULL
@@ -98,6 +112,17 @@ CREATE TABLE IF NOT EXISTS endpoints (
 -- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
 CREATE INDEX IF NOT EXISTS endpoints_hostname ON endpoints(network, hostname);
 CREATE INDEX IF NOT EXISTS endpoints_owner ON endpoints(owner);
+-- DNS aliases of an endpoint (`--network NET,alias=NAME`, `network connect --alias`):
+-- written and removed with it by the API server, read by the DNS server. Several owners
+-- may share an alias (answered with several records, round-robin).
+CREATE TABLE IF NOT EXISTS endpoint_aliases (
+    network TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    alias TEXT NOT NULL,             -- lower-case DNS name
+    PRIMARY KEY (network, owner, alias),
+    FOREIGN KEY (network, owner) REFERENCES endpoints(network, owner) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS endpoint_aliases_alias ON endpoint_aliases(network, alias);
 CREATE TABLE IF NOT EXISTS dns_domains (
     domain TEXT PRIMARY KEY,         -- `container system dns create DOMAIN` (lower-case)
     mechanism TEXT NOT NULL,         -- how the host was pointed at us: resolved | resolv.conf
@@ -142,6 +167,8 @@ TRIGGERS = tuple(
             "endpoints",
             "NEW.network, NEW.owner",
         ),
+        ("dns_alias_add", "INSERT", "endpoint_aliases", "NEW.network, NEW.owner"),
+        ("dns_alias_del", "DELETE", "endpoint_aliases", "OLD.network, OLD.owner"),
         ("dns_net_add", "INSERT", "networks", "NULL, NULL"),
         ("dns_net_del", "DELETE", "networks", "NULL, NULL"),
         ("dns_net_set", "UPDATE OF config", "networks", "NULL, NULL"),
