@@ -261,3 +261,40 @@ def test_connections_and_reservations_survive_restarts(system: System) -> None:
     finally:
         inst.cli("rm", "-f", "r1", "r2", "r3", "r4", check=False)
         inst.cli("network", "rm", "rs-a", "rs-b", check=False)
+
+
+def test_connect_a_none_container_and_bad_input_changes_nothing(system: System) -> None:
+    inst, ref = system.inst, system.image
+    inst.cli("network", "create", "nn", "--subnet", "10.87.0.0/24")
+    try:
+        inst.cli("run", "-d", "--name", "loner", "--network", "none", ref)
+        before = snapshot(inst)
+        for args, why in (
+            (("connect", "nn", "loner", "--ip", "10.87.0.1"), "gateway of network nn"),
+            (("connect", "nn", "loner", "--mac", "01:00:00:00:00:01"), "multicast"),
+            (("connect", "nn", "loner", "--mtu", "100"), "invalid MTU 100"),
+            (("connect", "nn", "loner", "--alias=-x"), "invalid alias"),
+            (("connect", "nope", "loner"), "network nope not found"),
+            (("connect", "nn", "ghost"), "container ghost not found"),
+            (("disconnect", "nn", "loner"), "not connected to network nn"),
+            (("create", "bad-mtu", "--option", "mtu=100"), "invalid MTU 100"),
+            (("create", "bad-mtu", "--option", "mtu=x"), "expected an integer"),
+        ):
+            assert_refused(inst.cli("network", *args, check=False), why)
+        assert snapshot(inst) == before  # no address held, no link, no network
+        # a container with no network gets its first one as primary
+        inst.cli("network", "connect", "nn", "loner", "--alias", "solo")
+        assert ifaces(inst, "loner") == {"eth0": "10.87.0.2/24"}
+        assert "via 10.87.0.1 dev eth0" in routes(inst, "loner")[0]
+        assert "nameserver 10.87.0.1" in inst.cli("exec", "loner", "cat", "/etc/resolv.conf").stdout
+        assert lookup(inst, "loner", "solo") == {"10.87.0.2"}
+        # a container's attachment is not a bare one: detach points at disconnect
+        assert_refused(
+            inst.cli("network", "detach", "nn", "--name", "loner", check=False),
+            "container network disconnect nn loner",
+        )
+        inst.cli("network", "disconnect", "nn", "loner")
+        assert ifaces(inst, "loner") == {}
+    finally:
+        inst.cli("rm", "-f", "loner", check=False)
+        inst.cli("network", "rm", "nn", check=False)

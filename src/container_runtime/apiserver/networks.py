@@ -387,7 +387,8 @@ class NetworkService:
         if row is not None:
             raise Conflict(
                 f"the attachment to network {name} belongs to container {row[0]}: network"
-                f" detach only releases bare attachments (stop or remove container {row[0]})"
+                f" detach only releases bare attachments (use `container network disconnect"
+                f" {name} {row[0]}`)"
             )
         with self.db.write() as conn:  # forgotten first: see endpoints.py
             endpoints.forget(conn, owner, [name])
