@@ -114,7 +114,12 @@ def test_stopped_container_connect_changes_its_next_start(system: System) -> Non
         shown = nets(inst, "idle")
         assert shown == [
             {"network": "cs-a", "interface": "eth0"},
-            {"network": "cs-b", "interface": "eth1", "address": "10.82.2.9", "aliases": ["later"]},
+            {
+                "network": "cs-b",
+                "interface": "eth1",
+                "address": "10.82.2.9/24",
+                "aliases": ["later"],
+            },
         ]
         assert attachments(inst, "cs-b") == []  # nothing built while stopped
         inst.cli("start", "idle")

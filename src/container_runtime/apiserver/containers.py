@@ -184,9 +184,7 @@ class ContainerService:
                 if spec.get("mtu"):
                     att["mtu"] = spec["mtu"]
                 if spec.get("ip"):  # reserved: it is the container's even while stopped
-                    att["address"] = spec["ip"]
-                if spec.get("ip6"):
-                    att["ipv6Address"] = spec["ip6"]
+                    att.update(_static_shown(conn, spec))
                 if spec.get("aliases"):
                     att["aliases"] = list(spec["aliases"])
             networks.append(att)
@@ -784,6 +782,17 @@ class ContainerService:
             self.stop(cid, timeout=SHUTDOWN_STOP_TIMEOUT)
         except Exception as exc:
             log.warning(f"container-apiserver: stopping {cid[:12]} failed: {exc}")
+
+
+def _static_shown(conn: sqlite3.Connection, spec: dict[str, Any]) -> dict[str, str]:
+    """A stopped container's reserved address(es) as inspect shows live ones (`A/len`)."""
+    row = conn.execute("SELECT config FROM networks WHERE name = ?", (spec["network"],)).fetchone()
+    config = json.loads(row[0]) if row is not None else {}
+    v4, v6 = config.get("ipv4Subnet"), config.get("ipv6Subnet")
+    out = {"address": f"{spec['ip']}/{v4.split('/')[1]}" if v4 else str(spec["ip"])}
+    if spec.get("ip6"):
+        out["ipv6Address"] = f"{spec['ip6']}/{v6.split('/')[1]}" if v6 else str(spec["ip6"])
+    return out
 
 
 def _check_host_ip(host_ip: str | None) -> None:
