@@ -11,6 +11,8 @@ from typing import Any
 
 from support.instance import Instance, assert_refused, attachments
 
+from container_runtime.client import UnixClient
+
 from .conftest import System
 from .test_containers import HELLO, host_wget, inspect, snapshot, wait_http
 
@@ -245,12 +247,31 @@ def test_connections_and_reservations_survive_restarts(system: System) -> None:
         inst.cli("run", "-d", "--name", "r2", "--network", "rs-b", ref)
         inst.cli("create", "--name", "r3", "--network", "rs-b,ip=10.86.2.77", ref)
         inst.cli("network", "connect", "rs-b", "r1", "--alias", "kept", "--ip", "10.86.2.40")
+        # A connect the API server died in: the helper built the interface, nothing was
+        # committed. The next API server start must release it.
+        r2 = inspect(inst, "r2")["id"]
+        helper = UnixClient(inst.run_dir / "network-bridge.sock")
+        try:
+            request = {
+                "owner": r2,
+                "hostname": "r2",
+                "netns": str(inst.run_dir / "netns" / f"sb-{r2[:32]}"),
+                "strategy": "veth",
+                "interface": "eth1",
+                "primary": False,
+            }
+            helper.request("POST", "/networks/rs-a/attachments", request)
+        finally:
+            helper.close()
+        assert "eth1" in ifaces(inst, "r2")
         _kill(inst, "network-bridge")
         old = inst.pid("apiserver")
         assert old is not None
         os.kill(old, signal.SIGKILL)
         inst.start()  # a new API server: reconciles with the helper
         assert ifaces(inst, "r1") == {"eth0": "10.86.1.2/24", "eth1": "10.86.2.40/24"}
+        assert list(ifaces(inst, "r2")) == ["eth0"]  # the uncommitted connect: undone
+        assert [a["owner"] for a in attachments(inst, "rs-a")] == [inspect(inst, "r1")["id"]]
         assert lookup(inst, "r2", "kept") == {"10.86.2.40"}
         assert [n["network"] for n in nets(inst, "r1")] == ["rs-a", "rs-b"]
         assert_refused(

@@ -85,6 +85,13 @@ def connect_spec(network: str, body: dict[str, Any]) -> AttachmentSpec:
     )
 
 
+def _container_ref(body: dict[str, Any]) -> str:
+    ref = body.get("container")
+    if not isinstance(ref, str) or not ref:
+        raise InvalidArgument("give the container (a name or an id)")
+    return ref
+
+
 class NetworkChanges:
     def __init__(self, svc: ContainerService) -> None:
         self.svc = svc
@@ -122,7 +129,7 @@ class NetworkChanges:
     def connect(self, network: str, body: dict[str, Any]) -> dict[str, Any]:
         svc = self.svc
         spec = connect_spec(network, body)
-        cid = svc.resolve(str(body.get("container") or ""))
+        cid = svc.resolve(_container_ref(body))
         config = svc.networks.configuration(network)  # NotFound for an unknown network
         check_static_address(config, spec.ip, spec.ip6)
         with svc._locked(cid):
@@ -204,7 +211,7 @@ class NetworkChanges:
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise InvalidArgument("force must be true or false")
-        cid = svc.resolve(str(body.get("container") or ""))
+        cid = svc.resolve(_container_ref(body))
         with svc._locked(cid):
             row = svc._row(cid)
             if row is None:
