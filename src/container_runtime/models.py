@@ -34,8 +34,11 @@ IPV6_PREFIX_RANGE = (64, 120)
 # In the manifest form (netoptions.py: a list of values, default first, or a type name).
 RUNTIME_OPTIONS: dict[str, tuple[str, ...] | str] = {
     "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
+    "mtu": "int",  # default MTU of the network's attachments (1280-65535; mtu= wins)
 }
-ATTACHMENT_PROPERTIES = ("mac", "mtu")
+ATTACHMENT_PROPERTIES = ("mac", "mtu", "ip", "ip6", "alias")
+ALIAS_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$")
+MAX_ALIASES = 32
 
 
 def validate_network_name(name: str) -> str:
@@ -305,13 +308,50 @@ class Network:
         return replace(self, status=status)
 
 
+def validate_alias(text: str) -> str:
+    """A DNS alias (`alias=NAME`): a DNS name of labels 1-63 long, kept lower-case."""
+    alias = text.strip(".").lower()
+    labels = alias.split(".")
+    if (
+        not 1 <= len(alias) <= 253
+        or not ALIAS_RE.match(alias)
+        or any(len(label) > 63 for label in labels)
+    ):
+        raise InvalidArgument(
+            f"invalid alias {text!r}: expected a DNS name (letters, digits, '-', '_', labels"
+            " of 1-63 characters separated by '.')"
+        )
+    return alias
+
+
+def parse_static_ipv4(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid ip= {text!r}: not an IPv4 address") from None
+
+
+def parse_static_ipv6(text: str) -> ipaddress.IPv6Address:
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid ip6= {text!r}: not an IPv6 address") from None
+
+
 @dataclass(frozen=True)
 class AttachmentSpec:
-    """One `--network NAME[,mac=..][,mtu=..]` as the user gave it."""
+    """One `--network NAME[,mac=..][,mtu=..][,ip=..][,ip6=..][,alias=..]...` as given."""
 
     network: str
     mac: str | None = None
     mtu: int | None = None
+    ip: ipaddress.IPv4Address | None = None
+    ip6: ipaddress.IPv6Address | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def static(self) -> bool:
+        return self.ip is not None or self.ip6 is not None
 
     @classmethod
     def parse(cls, text: str) -> AttachmentSpec:
@@ -322,6 +362,7 @@ class AttachmentSpec:
         if name != DEFAULT_NETWORK and name not in RESERVED_NETWORK_NAMES:
             validate_network_name(name)
         props: dict[str, str] = {}
+        aliases: list[str] = []
         valid = ", ".join(f"{p}=" for p in ATTACHMENT_PROPERTIES)
         for part in parts[1:]:
             key, sep, value = part.partition("=")
@@ -330,12 +371,111 @@ class AttachmentSpec:
                     f"invalid network spec {text!r}: unknown property {part!r} "
                     f"(valid properties: {valid})"
                 )
+            if key == "alias":  # repeatable
+                aliases.append(value)
+                continue
             if key in props:
                 raise InvalidArgument(f"invalid network spec {text!r}: {key}= given twice")
             props[key] = value
-        mac = parse_mac(props["mac"]) if "mac" in props else None
-        mtu = parse_mtu(props["mtu"]) if "mtu" in props else None
-        return cls(network=name, mac=mac, mtu=mtu)
+        return cls.build(
+            name,
+            mac=props.get("mac"),
+            mtu=props.get("mtu"),
+            ip=props.get("ip"),
+            ip6=props.get("ip6"),
+            aliases=aliases,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        network: str,
+        mac: str | None = None,
+        mtu: str | int | None = None,
+        ip: str | None = None,
+        ip6: str | None = None,
+        aliases: list[str] | tuple[str, ...] = (),
+    ) -> AttachmentSpec:
+        """From separate values (the `--network` properties, or `network connect`'s flags)."""
+        if len(aliases) > MAX_ALIASES:
+            raise InvalidArgument(f"at most {MAX_ALIASES} aliases per network")
+        return cls(
+            network=network,
+            mac=parse_mac(mac) if mac is not None else None,
+            mtu=parse_mtu(mtu) if mtu is not None else None,
+            ip=parse_static_ipv4(ip) if ip is not None else None,
+            ip6=parse_static_ipv6(ip6) if ip6 is not None else None,
+            aliases=tuple(dict.fromkeys(validate_alias(a) for a in aliases)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """`network`, `mac`, `mtu`; `ip`, `ip6` and `aliases` only when given."""
+        out: dict[str, Any] = {"network": self.network, "mac": self.mac, "mtu": self.mtu}
+        if self.ip is not None:
+            out["ip"] = str(self.ip)
+        if self.ip6 is not None:
+            out["ip6"] = str(self.ip6)
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AttachmentSpec:
+        """A stored spec (rows from before ip/ip6/aliases existed have only some keys)."""
+        return cls.build(
+            str(data["network"]),
+            mac=data.get("mac"),
+            mtu=data.get("mtu"),
+            ip=data.get("ip"),
+            ip6=data.get("ip6"),
+            aliases=list(data.get("aliases") or ()),
+        )
+
+
+def check_static_address(
+    config: NetworkConfiguration,
+    ip: ipaddress.IPv4Address | None,
+    ip6: ipaddress.IPv6Address | None,
+) -> None:
+    """Refuse a static address a network can never hand out: outside its subnet, its
+    network, gateway or broadcast address; with IPv6, the host offset of the IPv6 gateway
+    when no ip6= is given (IPv6 addresses take their IPv4 twin's host offset)."""
+    net = config.name
+    if ip6 is not None and ip is None:
+        raise InvalidArgument(f"ip6= needs ip= as well (network {net})")
+    if ip is not None:
+        subnet = config.ipv4_subnet
+        if ip not in subnet:
+            raise InvalidArgument(f"ip={ip} is not in the subnet {subnet} of network {net}")
+        what = {
+            subnet.network_address: "network address",
+            subnet.broadcast_address: "broadcast address",
+            config.ipv4_gateway: "gateway",
+        }.get(ip)
+        if what:
+            raise InvalidArgument(f"ip={ip} is the {what} of network {net}")
+        v6 = config.ipv6_subnet
+        if v6 is not None and ip6 is None and int(ip) - int(subnet.network_address) == 1:
+            raise InvalidArgument(
+                f"ip={ip} would give the IPv6 address {v6.network_address + 1}, the IPv6"
+                f" gateway of network {net} (give ip6= as well)"
+            )
+    if ip6 is not None:
+        v6 = config.ipv6_subnet
+        if v6 is None:
+            raise InvalidArgument(f"ip6={ip6}: network {net} has no IPv6 subnet")
+        if ip6 not in v6:
+            raise InvalidArgument(f"ip6={ip6} is not in the IPv6 subnet {v6} of network {net}")
+        if ip6 == v6.network_address:
+            raise InvalidArgument(f"ip6={ip6} is the network address of network {net}")
+        if ip6 == v6.network_address + 1:
+            raise InvalidArgument(f"ip6={ip6} is the IPv6 gateway of network {net}")
+
+
+def network_mtu(config: NetworkConfiguration) -> int | None:
+    """The network's default attachment MTU (`--option mtu=N`), if it has one."""
+    text = config.options.get("mtu")
+    return parse_mtu(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -414,6 +554,8 @@ class AttachmentRequest:
     strategy: str | None = None  # "veth" | "tap" | None
     interface: str = "eth0"
     primary: bool = True
+    ip: ipaddress.IPv4Address | None = None  # a static address (reserved or free)
+    ip6: ipaddress.IPv6Address | None = None
 
     def __post_init__(self) -> None:
         validate_owner(self.owner)
@@ -441,6 +583,8 @@ class AttachmentRequest:
             "strategy": self.strategy,
             "interface": self.interface,
             "primary": self.primary,
+            "ip": str(self.ip) if self.ip else None,
+            "ip6": str(self.ip6) if self.ip6 else None,
         }
 
     @classmethod
@@ -448,6 +592,7 @@ class AttachmentRequest:
         try:
             mac = data.get("mac")
             mtu = data.get("mtu")
+            ip, ip6 = data.get("ip"), data.get("ip6")
             return cls(
                 network=str(data["network"]),
                 owner=str(data["owner"]),
@@ -458,6 +603,8 @@ class AttachmentRequest:
                 strategy=str(data["strategy"]) if data.get("strategy") else None,
                 interface=str(data.get("interface") or "eth0"),
                 primary=bool(data.get("primary", True)),
+                ip=parse_static_ipv4(str(ip)) if ip else None,
+                ip6=parse_static_ipv6(str(ip6)) if ip6 else None,
             )
         except KeyError as exc:
             raise InvalidArgument(f"missing field {exc.args[0]!r}") from None
@@ -621,7 +768,7 @@ class ContainerConfig:
             raise InvalidArgument("network host is not supported (use a network or none)")
         if "none" in names and len(specs) > 1:
             raise InvalidArgument("--network none can not be combined with another network")
-        if "none" in names and (specs[0].mac or specs[0].mtu):
+        if "none" in names and specs[0] != AttachmentSpec("none"):
             raise InvalidArgument("--network none takes no properties")
         if len(set(names)) != len(names):
             twice = next(n for n in names if names.count(n) > 1)
@@ -708,7 +855,7 @@ class ContainerConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "networks": [{"network": s.network, "mac": s.mac, "mtu": s.mtu} for s in self.networks],
+            "networks": [s.to_json() for s in self.networks],
             "ports": [p.to_json() for p in self.ports],
             "env": list(self.env),
             "cmd": list(self.cmd) if self.cmd is not None else None,

@@ -1,9 +1,9 @@
 """The state database: the API server's SQLite file (WAL), read by the DNS server.
 
-The API server writes `networks`, `containers`, `endpoints` and `dns_domains`; the DNS
-server follows `dns_changes`.  A plugin's state is its own database file
-(plugin/store.py), which nothing here reads: everything the rest of the system knows of
-an attachment is the API server's `endpoints` record of the helper's reply
+The API server writes `networks`, `containers`, `endpoints` (with `endpoint_aliases`)
+and `dns_domains`; the DNS server follows `dns_changes`.  A plugin's state is its own
+database file (plugin/store.py), which nothing here reads: everything the rest of the
+system knows of an attachment is the API server's `endpoints` record of the helper's reply
 (apiserver/endpoints.py).  `Database` and `connect` serve both kinds of file.
 
 A writer waits at most BUSY_TIMEOUT for the write lock; a database that stays locked
@@ -55,6 +55,17 @@ CREATE TABLE IF NOT EXISTS endpoints (
 -- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
 CREATE INDEX IF NOT EXISTS endpoints_hostname ON endpoints(network, hostname);
 CREATE INDEX IF NOT EXISTS endpoints_owner ON endpoints(owner);
+-- DNS aliases of an endpoint (`--network NET,alias=NAME`, `network connect --alias`):
+-- written and removed with it by the API server, read by the DNS server. Several owners
+-- may share an alias (answered with several records, round-robin).
+CREATE TABLE IF NOT EXISTS endpoint_aliases (
+    network TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    alias TEXT NOT NULL,             -- lower-case DNS name
+    PRIMARY KEY (network, owner, alias),
+    FOREIGN KEY (network, owner) REFERENCES endpoints(network, owner) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS endpoint_aliases_alias ON endpoint_aliases(network, alias);
 CREATE TABLE IF NOT EXISTS dns_domains (
     domain TEXT PRIMARY KEY,         -- `container system dns create DOMAIN` (lower-case)
     mechanism TEXT NOT NULL,         -- how the host was pointed at us: resolved | resolv.conf
@@ -99,6 +110,8 @@ TRIGGERS = tuple(
             "endpoints",
             "NEW.network, NEW.owner",
         ),
+        ("dns_alias_add", "INSERT", "endpoint_aliases", "NEW.network, NEW.owner"),
+        ("dns_alias_del", "DELETE", "endpoint_aliases", "OLD.network, OLD.owner"),
         ("dns_net_add", "INSERT", "networks", "NULL, NULL"),
         ("dns_net_del", "DELETE", "networks", "NULL, NULL"),
         ("dns_net_set", "UPDATE OF config", "networks", "NULL, NULL"),

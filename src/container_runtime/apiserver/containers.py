@@ -42,6 +42,7 @@ from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..models import (
     DEFAULT_PLUGIN,
     ContainerConfig,
+    check_static_address,
     parse_env,
     str_list,
     validate_container_name,
@@ -52,7 +53,8 @@ from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.sandbox import Sandboxes
 from ..runtime.spec import BindMount
 from ..state import Database
-from . import endpoints, recovery
+from . import endpoints, recovery, reservations
+from .connect import NetworkChanges, attach_request, specs_of
 from .container_routes import register_routes
 from .etcfiles import hosts_file, resolv_conf, short_hostname
 from .helpers import HelperClient
@@ -121,6 +123,7 @@ class ContainerService:
         self._create_lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.changes = NetworkChanges(self)
 
     # -- locking and rows -------------------------------------------------------------------
 
@@ -180,6 +183,10 @@ class ContainerService:
                     att["macAddress"] = spec["mac"]
                 if spec.get("mtu"):
                     att["mtu"] = spec["mtu"]
+                if spec.get("ip"):  # reserved: it is the container's even while stopped
+                    att.update(_static_shown(conn, spec))
+                if spec.get("aliases"):
+                    att["aliases"] = list(spec["aliases"])
             networks.append(att)
         return {
             "id": row["id"],
@@ -252,8 +259,12 @@ class ContainerService:
         for port in cfg["ports"]:
             _check_host_ip(port.get("hostIP"))
         image = self.images.inspect(str(body.get("image") or ""))
-        for spec in cfg["networks"]:
-            self.networks.get(spec["network"])  # NotFound for an unknown network
+        specs = specs_of(cfg)
+        plugins: dict[str, str] = {}
+        for spec in specs:
+            config = self.networks.configuration(spec.network)  # NotFound if unknown
+            check_static_address(config, spec.ip, spec.ip6)
+            plugins[spec.network] = config.plugin
         process = ProcessSpec.from_image(
             image,
             command=cfg["cmd"],
@@ -275,6 +286,15 @@ class ContainerService:
                     if f"c-{cid[i : i + 8]}" not in taken
                 )
             self.networks.check_dns_names(str(name), [n["network"] for n in cfg["networks"]])
+            for spec in specs:
+                self.networks.check_aliases(spec.aliases, spec.network, cid)
+            # Static addresses are held from here until the container is removed.
+            try:
+                unreserve = reservations.reserve_all(
+                    self.helper_for, plugins.__getitem__, cid, specs
+                )
+            except ContainerError as exc:
+                raise self._humanise(exc) from None
             try:
                 with self.db.write() as conn:
                     # Checked in the inserting transaction: a network delete (which checks
@@ -289,8 +309,11 @@ class ContainerService:
                         " VALUES (?, ?, ?, ?, 'created', ?)",
                         (cid, name, image.reference, json.dumps(cfg), _now()),
                     )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"container name {name} is already in use") from None
+            except BaseException as exc:
+                unreserve()
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise Conflict(f"container name {name} is already in use") from None
+                raise
         log.info(f"container-apiserver: created container {name} ({cid[:12]}, {image.reference})")
         attach = bool(body.get("start")) and bool(body.get("attach"))
         if body.get("start"):
@@ -392,34 +415,32 @@ class ContainerService:
         fresh_bundle = False
         began = time.perf_counter()
         try:
-            plugins = [self._plugin(spec["network"]) for spec in cfg["networks"]]
+            specs = specs_of(cfg)
+            configs = [self.networks.configuration(spec.network) for spec in specs]
+            plugins = [c.plugin for c in configs]
             # The runtime's own: plugins are handed its path (`--network none`: no plugin).
             path = self.sandboxes.create(cid)
             sandbox = True
             hostname = name  # the helper adds the DNS domain: NAME.DOMAIN.
             atts: list[dict[str, Any]] = []
-            for i, (spec, plugin) in enumerate(zip(cfg["networks"], plugins, strict=True)):
-                request = {
-                    "owner": cid,
-                    "hostname": hostname,
-                    "mac": spec.get("mac"),
-                    "mtu": spec.get("mtu"),
-                    "netns": path,
-                    "strategy": self.networks.namespace_strategy(plugin),
-                    "interface": f"eth{i}",
-                    "primary": i == 0,
-                }
-                reply = self.helper_for(plugin).request(
-                    "POST", f"/networks/{spec['network']}/attachments", request, idempotent=True
+            for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
+                strategy = self.networks.namespace_strategy(config.plugin)
+                request = attach_request(
+                    cid, hostname, spec, config, path, f"eth{i}", i == 0, strategy
                 )
-                attached.append((plugin, spec["network"]))
+                reply = self.helper_for(config.plugin).request(
+                    "POST", f"/networks/{spec.network}/attachments", request, idempotent=True
+                )
+                attached.append((config.plugin, spec.network))
                 atts.append(reply)
             with self.db.write() as conn:  # the record inspect and DNS read: before any reply
-                for plugin, reply in zip(plugins, atts, strict=True):
-                    endpoints.record(conn, plugin, reply, cid)
+                for plugin, reply, spec in zip(plugins, atts, specs, strict=True):
+                    endpoints.record(conn, plugin, reply, cid, spec.aliases)
             # After the attachments are committed: of two racing starts, the later check
             # sees both, so two live containers never answer to one DNS name.
-            self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
+            self.networks.check_dns_names(name, [s.network for s in specs], cid)
+            for spec in specs:
+                self.networks.check_aliases(spec.aliases, spec.network, cid)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
                 forwards = port_runs([{**p, "containerIP": primary_ip} for p in cfg["ports"]])
@@ -610,12 +631,35 @@ class ContainerService:
                 self.runtime.delete(cid, force=True)
             except NotFound:
                 pass
-        self._release(cid, json.loads(row["config"]))
+        cfg = json.loads(row["config"])
+        self._release(cid, cfg)
         with self.db.write() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        for spec in specs_of(cfg):  # after the row: a crash between leaves only a spare
+            if spec.ip is not None:  # reservation, which the next start's reconcile frees
+                try:
+                    reservations.release(
+                        self.helper_for(self._plugin(spec.network)), cid, spec.network
+                    )
+                except NotFound:
+                    pass
         with self._locks_guard:
             self._locks.pop(cid, None)
         log.info(f"container-apiserver: removed container {row['name']} ({cid[:12]})")
+
+    # -- network connect / disconnect (connect.py) ----------------------------------------
+
+    def connect(self, network: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.changes.connect(network, body)
+        except ContainerError as exc:
+            raise self._humanise(exc) from None
+
+    def disconnect(self, network: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.changes.disconnect(network, body)
+        except ContainerError as exc:
+            raise self._humanise(exc) from None
 
     # -- logs and exec ----------------------------------------------------------------------
 
@@ -742,6 +786,17 @@ class ContainerService:
             self.stop(cid, timeout=SHUTDOWN_STOP_TIMEOUT)
         except Exception as exc:
             log.warning(f"container-apiserver: stopping {cid[:12]} failed: {exc}")
+
+
+def _static_shown(conn: sqlite3.Connection, spec: dict[str, Any]) -> dict[str, str]:
+    """A stopped container's reserved address(es) as inspect shows live ones (`A/len`)."""
+    row = conn.execute("SELECT config FROM networks WHERE name = ?", (spec["network"],)).fetchone()
+    config = json.loads(row[0]) if row is not None else {}
+    v4, v6 = config.get("ipv4Subnet"), config.get("ipv6Subnet")
+    out = {"address": f"{spec['ip']}/{v4.split('/')[1]}" if v4 else str(spec["ip"])}
+    if spec.get("ip6"):
+        out["ipv6Address"] = f"{spec['ip6']}/{v6.split('/')[1]}" if v6 else str(spec["ip6"])
+    return out
 
 
 def _check_host_ip(host_ip: str | None) -> None:

@@ -5,6 +5,11 @@ A name answers as NAME, NAME.DOMAIN and NAME under each host domain of `system d
 create` (dns/records.py says which names an attachment answers to); two live
 attachments on one network must never share one, compared without case (DNS names are
 case-insensitive), or clients of one would reach the other.
+
+DNS aliases (`alias=NAME`, stored in `endpoint_aliases`) may be shared by several
+owners on a network (answered with one record each, round-robin), but an alias is never
+another owner's own name there, and a new name is never someone's alias there: an alias
+must not take over a container's name, nor a container an alias.
 """
 
 from __future__ import annotations
@@ -50,10 +55,25 @@ def check_dns_names(
             f" AND a.hostname IN ({','.join('?' * len(hosts))})",
             (*nets, *hosts),
         ).fetchall()
+        taken = []
+        if what != "alias":  # an alias may be shared; a name may not be anyone's alias
+            taken = conn.execute(
+                "SELECT a.network, a.alias, c.name, a.owner FROM endpoint_aliases a"
+                " LEFT JOIN containers c ON c.id = a.owner"
+                f" WHERE a.network IN ({','.join('?' * len(nets))})"
+                f" AND a.alias IN ({','.join('?' * len(bares))}) AND a.owner IS NOT ?",
+                (*nets, *sorted(bares), owner),
+            ).fetchall()
+    for network, alias, container, other in taken:
+        holder = f"container {container}" if container else f"attachment {other}"
+        raise Conflict(
+            f"the DNS name {alias} of {what} {name} is already an alias of {holder} on"
+            f" network {network}"
+        )
     for network, other, hostname, container in sorted(rows, key=lambda r: nets.index(r[0])):
         if other == owner:
             continue
-        if container == name:  # the same name exactly: the usual message
+        if container == name and what == "container":  # the same name: the usual message
             raise Conflict(f"container name {name} is already in use")
         host = str(hostname).strip(".").lower()
         fqdn = host if "." in host or not domain else f"{host}.{domain}"

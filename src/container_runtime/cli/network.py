@@ -1,5 +1,5 @@
-"""`container network` (alias `n`): create, list, inspect, delete, prune, attach, detach,
-reload, check, plugins."""
+"""`container network` (alias `n`): create, list, inspect, delete, prune, connect, disconnect,
+attach, detach, reload, check, plugins."""
 
 from __future__ import annotations
 
@@ -119,6 +119,33 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     prune = sub.add_parser("prune", help="delete every unused network")
     prune.set_defaults(handler=prune_networks)
 
+    connect = sub.add_parser("connect", help="connect a container to a network (live if running)")
+    connect.add_argument("network", metavar="NETWORK", help="network name")
+    connect.add_argument("container", metavar="CONTAINER", help="container name or id")
+    connect.add_argument("--mac", help="MAC address (default: generated)")
+    connect.add_argument("--mtu", type=int, help="MTU (default: the network's)")
+    connect.add_argument("--ip", help="static IPv4 address (reserved while the container exists)")
+    connect.add_argument("--ip6", help="static IPv6 address (with --ip)")
+    connect.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DNS alias on this network (repeatable)",
+    )
+    connect.set_defaults(handler=connect_container)
+
+    disconnect = sub.add_parser("disconnect", help="disconnect a container from a network")
+    disconnect.add_argument("network", metavar="NETWORK", help="network name")
+    disconnect.add_argument("container", metavar="CONTAINER", help="container name or id")
+    disconnect.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="also the primary network while others remain (the next one becomes primary)",
+    )
+    disconnect.set_defaults(handler=disconnect_container)
+
     attach = _with_plugins_help(
         sub,
         "attach",
@@ -226,6 +253,25 @@ def delete_networks(args: argparse.Namespace) -> int:
 def prune_networks(_: argparse.Namespace) -> int:
     for name in api().request("POST", "/v1/networks/prune", {})["deleted"]:
         print(name)
+    return 0
+
+
+def connect_container(args: argparse.Namespace) -> int:
+    body = {
+        "container": args.container,
+        "mac": args.mac,
+        "mtu": args.mtu,
+        "ip": args.ip,
+        "ip6": args.ip6,
+        "aliases": args.alias,
+    }
+    api().request("POST", f"/v1/networks/{quote(args.network)}/connect", body)
+    return 0
+
+
+def disconnect_container(args: argparse.Namespace) -> int:
+    body = {"container": args.container, "force": args.force}
+    api().request("POST", f"/v1/networks/{quote(args.network)}/disconnect", body)
     return 0
 
 

@@ -57,12 +57,27 @@ class Record:
 
 @dataclass
 class Entry:
-    """A precomputed answer: header for RD=0 / RD=1 and everything after the question."""
+    """A precomputed answer: header for RD=0 / RD=1 and everything after the question.
+
+    A name with several addresses (an alias several containers share) answers with all
+    of them, rotated by one at every answer (round-robin, as Docker's embedded DNS):
+    `rotations` holds each order, `answers` the one to send next (`rotate()`)."""
 
     rcode: int
     ancount: int
     answers: bytes
     hdr: tuple[bytes, bytes] = field(init=False)
+    rotations: tuple[bytes, ...] = ()
+    turn: int = 0
+
+    def rotate(self) -> bytes:
+        """The answer records to send now; the next call sends the next order."""
+        if not self.rotations:
+            return self.answers
+        self.turn = (self.turn + 1) % len(self.rotations)
+        current = self.answers
+        self.answers = self.rotations[self.turn]
+        return current
 
     def __post_init__(self) -> None:
         self.hdr = (
@@ -123,12 +138,10 @@ class AnswerTable:
                 return None
             if qtype == wire.QTYPE_A:
                 addrs4 = list(dict.fromkeys(r.address4 for r in records))
-                rrs = b"".join(wire.rr_a(ttl, a) for a in addrs4)
-                return Entry(wire.RCODE_NOERROR, len(addrs4), rrs)
+                return _rotating([wire.rr_a(ttl, a) for a in addrs4])
             # No AAAA record: an empty NOERROR (busybox nslookup needs it).
             addrs6 = list(dict.fromkeys(r.address6 for r in records if r.address6 is not None))
-            rrs = b"".join(wire.rr_aaaa(ttl, a) for a in addrs6)
-            return Entry(wire.RCODE_NOERROR, len(addrs6), rrs)
+            return _rotating([wire.rr_aaaa(ttl, a) for a in addrs6])
         if qtype == wire.QTYPE_PTR and qname.endswith("arpa"):
             address = _from_reverse(qname)
             if address is None:
@@ -143,6 +156,14 @@ class AnswerTable:
                 return None
             return Entry(wire.RCODE_NOERROR, len(targets), rrs)
         return None
+
+
+def _rotating(rrs: list[bytes]) -> Entry:
+    """A NOERROR answer of these records; with several, one order per rotation."""
+    entry = Entry(wire.RCODE_NOERROR, len(rrs), b"".join(rrs))
+    if len(rrs) > 1:
+        entry.rotations = tuple(b"".join(rrs[i:] + rrs[:i]) for i in range(len(rrs)))
+    return entry
 
 
 def _parse_v6(text: str | None) -> IPv6 | None:
@@ -391,7 +412,11 @@ def _last_change(conn: sqlite3.Connection) -> int:
         return 0
 
 
-_ATTACHMENT_COLUMNS = "network, owner, hostname, address, ipv6"
+# The endpoint and its DNS aliases (space-separated; NULL when it has none).
+_ATTACHMENT_COLUMNS = (
+    "network, owner, hostname, address, ipv6, (SELECT group_concat(x.alias, ' ') FROM"
+    " endpoint_aliases x WHERE x.network = endpoints.network AND x.owner = endpoints.owner)"
+)
 
 
 def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
@@ -459,7 +484,8 @@ def update_snapshot(old: Snapshot, database: Path) -> Snapshot | None:
 def _record(
     row: tuple[Any, ...], domain: str | None, extra_domains: tuple[str, ...]
 ) -> Record | None:
-    network, owner, hostname, address, ipv6 = row
+    network, owner, hostname, address, ipv6, *rest = row
+    aliases = str(rest[0]).split() if rest and rest[0] else []
     try:
         addr4 = IPv4(int(address))
     except (ValueError, TypeError):
@@ -473,6 +499,8 @@ def _record(
     suffixes = ((domain,) if domain else ()) + extra_domains
     names = (bare,)
     qnames = answer_names(bare, fqdn, suffixes)
+    for alias in sorted(aliases):  # answered only on this record's network, as its names
+        qnames += tuple(n for n in answer_names(alias, alias, suffixes) if n not in qnames)
     return Record(str(network), str(owner), names, fqdn, addr4, addr6, texts, qnames)
 
 
@@ -503,7 +531,7 @@ def answer_names(bare: str, fqdn: str, suffixes: tuple[str, ...]) -> tuple[str, 
 
 def build_snapshot(
     networks: dict[str, NetworkInfo],
-    rows: list[tuple[str, str, str, int, str | None]],
+    rows: list[tuple[Any, ...]],
     domain: str | None,
     ttl: int,
     extra_domains: tuple[str, ...] = (),

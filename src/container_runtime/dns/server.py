@@ -334,7 +334,14 @@ class DNSServer:
                     if entry is not None:
                         try:
                             sendto(
-                                b"".join((data[:2], entry.hdr[data[2]], data[12:], entry.answers)),
+                                b"".join(
+                                    (
+                                        data[:2],
+                                        entry.hdr[data[2]],
+                                        data[12:],
+                                        entry.rotate() if entry.rotations else entry.answers,
+                                    )
+                                ),
                                 addr,
                             )
                         except OSError:
@@ -378,7 +385,7 @@ class DNSServer:
         )
         if entry is not None:
             return self._fit(
-                wire.response(query, entry.rcode, entry.ancount, entry.answers), query, max_size
+                wire.response(query, entry.rcode, entry.ancount, entry.rotate()), query, max_size
             )
         if query.qclass != wire.QCLASS_IN and query.qclass != 255:
             return wire.response(query, wire.RCODE_REFUSED)

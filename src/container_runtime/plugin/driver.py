@@ -109,6 +109,11 @@ class Driver:
     def unrealise(self, attachment: Attachment, host_ifname: str | None) -> None:
         """Remove a released attachment's interface (idempotent)."""
 
+    def make_primary(self, attachment: Attachment, config: NetworkConfiguration) -> None:
+        """Make a realised attachment its sandbox's primary: the default route(s) via its
+        gateway (replacing the old ones), when the owner's primary network goes."""
+        raise InvalidArgument(f"plugin {self.name} cannot move a default route")
+
     # -- attachments of a driver that allocates (allocates = True) ------------------------
 
     def allocate(

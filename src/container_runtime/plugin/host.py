@@ -37,6 +37,7 @@ from .allocator import AddressPool, Allocator
 from .driver import Driver, DriverRecord
 from .protocol import PROTOCOL_VERSION, CheckReply, NetworkReply
 from .records import DriverRecords
+from .statics import Reservation
 from .store import migrate_legacy, open_store
 
 
@@ -112,6 +113,7 @@ class PluginHost:
 
     def delete_network(self, name: str) -> None:
         owners = [a.owner for a in self.allocator.list(network=name)]
+        owners += [r.owner for r in self.allocator.reservations(name) if r.owner not in owners]
         if owners:
             raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
         self._forget_network(name)
@@ -217,6 +219,18 @@ class PluginHost:
         self.driver.unrealise(attachment, host_ifname)
         return attachment
 
+    def make_primary(self, network: str, owner: str) -> Attachment:
+        """Move the owner's default route to this attachment (its primary network went)."""
+        attachment = self.allocator.get(network, owner)
+        if attachment is None:
+            raise NotFound(f"{owner} is not attached to network {network}")
+        self.driver.make_primary(attachment, self.network_config(network))
+        return attachment
+
+    def reserve(self, network: str, owner: str, body: dict[str, Any]) -> Reservation:
+        wanted = Reservation.from_json({**body, "network": network, "owner": owner})
+        return self.allocator.reserve(self.network_config(network), wanted)
+
     def reconcile(self) -> None:
         if self.driver.allocates:  # what an earlier helper began or ended but never finished
             for record in self.records.list():
@@ -284,6 +298,23 @@ def build_router(host: PluginHost) -> Router:
     @router.route("DELETE", "/networks/{name}/attachments/{owner}")
     def detach(req: Request) -> tuple[int, Any]:
         return 200, host.detach(req.params["name"], req.params["owner"]).to_json()
+
+    @router.route("POST", "/networks/{name}/attachments/{owner}/primary")
+    def make_primary(req: Request) -> tuple[int, Any]:
+        return 200, host.make_primary(req.params["name"], req.params["owner"]).to_json()
+
+    @router.route("GET", "/networks/{name}/reservations")
+    def list_reservations(req: Request) -> tuple[int, Any]:
+        return 200, [r.to_json() for r in host.allocator.reservations(req.params["name"])]
+
+    @router.route("PUT", "/networks/{name}/reservations/{owner}")
+    def reserve(req: Request) -> tuple[int, Any]:
+        return 200, host.reserve(req.params["name"], req.params["owner"], _body(req)).to_json()
+
+    @router.route("DELETE", "/networks/{name}/reservations/{owner}")
+    def unreserve(req: Request) -> tuple[int, Any]:
+        host.allocator.unreserve(req.params["name"], req.params["owner"])
+        return 200, {}
 
     @router.route("PUT", "/portforwards/{owner}")
     def publish(req: Request) -> tuple[int, Any]:

@@ -59,6 +59,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS attachments_ipv6 ON attachments(network, ipv6)
     WHERE ipv6 IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_ifname)
     WHERE host_ifname IS NOT NULL;
+-- Static addresses held for an owner (a container's ip=/ip6=) while it exists, even
+-- stopped: the allocator hands them to no one else (statics.py).
+CREATE TABLE IF NOT EXISTS reservations (
+    network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
+    owner TEXT NOT NULL,             -- container id
+    address INTEGER NOT NULL,        -- IPv4 as integer
+    ipv6 TEXT,                       -- IPv6 address text (no prefix), or NULL
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner),
+    UNIQUE (network, address)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS reservations_ipv6 ON reservations(network, ipv6)
+    WHERE ipv6 IS NOT NULL;
 CREATE TABLE IF NOT EXISTS alloc_cursor (
     network TEXT PRIMARY KEY,
     next_offset INTEGER NOT NULL
