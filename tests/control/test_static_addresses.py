@@ -18,6 +18,7 @@ from container_runtime.errors import Conflict, ContainerError, Exhausted, Invali
 from container_runtime.models import AttachmentRequest, AttachmentSpec
 from container_runtime.plugin.allocator import Allocator
 from container_runtime.plugin.statics import Reservation
+from container_runtime.plugin.store import open_store
 from container_runtime.state import Database
 
 from .test_allocator import make_network
@@ -39,7 +40,7 @@ def req(owner: str, ip: str | None = None, ip6: str | None = None, mtu: int | No
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
-    return Database(tmp_path / "state.db")
+    return open_store(tmp_path / "state.db")
 
 
 def rows(db: Database) -> tuple[int, int]:
@@ -142,7 +143,7 @@ class StaticsMachine(RuleBasedStateMachine):
         import tempfile
 
         self.dir = tempfile.TemporaryDirectory()
-        self.db = Database(Path(self.dir.name) / "state.db")
+        self.db = open_store(Path(self.dir.name) / "state.db")
         self.config = make_network(self.db, "foo", "10.9.0.0/28", v6="fd00:9::/120")
         self.alloc = Allocator(self.db, None, 1500)
 
