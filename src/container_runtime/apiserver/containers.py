@@ -46,15 +46,16 @@ from ..models import (
     str_list,
     validate_container_name,
 )
+from ..netmode import check_isolation_supports
 from ..paths import Paths
 from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.sandbox import Sandboxes
 from ..runtime.spec import BindMount
 from ..state import Database
-from . import endpoints, recovery
+from . import endpoints, netjoin, recovery
 from .container_routes import register_routes
-from .etcfiles import hosts_file, resolv_conf, short_hostname
+from .etcfiles import short_hostname
 from .helpers import HelperClient
 from .networks import NetworkService
 from .runopts import parse_run_options
@@ -94,7 +95,10 @@ _short_hostname = short_hostname
 
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    cfg = ContainerConfig.parse(body, config.dns_domain).to_json()
+    parsed = ContainerConfig.parse(body, config.dns_domain)
+    # Until VM containers set it, every create request is a namespace container.
+    check_isolation_supports(parsed.namespace, str(body.get("isolation") or "namespace"))
+    cfg = parsed.to_json()
     cfg.update(parse_run_options(body))
     return cfg
 
@@ -192,7 +196,8 @@ class ContainerService:
             "created": row["created_at"],
             "startedAt": row["started_at"],
             "finishedAt": row["finished_at"],
-            "hostname": _short_hostname(row["name"]),
+            "hostname": cfg.get("hostname") or _short_hostname(row["name"]),
+            **netjoin.inspect_fields(self, cfg),
             "command": cfg.get("command") or [],
             "env": cfg.get("env") or [],
             "networks": networks,
@@ -254,6 +259,7 @@ class ContainerService:
         image = self.images.inspect(str(body.get("image") or ""))
         for spec in cfg["networks"]:
             self.networks.get(spec["network"])  # NotFound for an unknown network
+        netjoin.resolve_owner(self, cfg)
         process = ProcessSpec.from_image(
             image,
             command=cfg["cmd"],
@@ -275,6 +281,7 @@ class ContainerService:
                     if f"c-{cid[i : i + 8]}" not in taken
                 )
             self.networks.check_dns_names(str(name), [n["network"] for n in cfg["networks"]])
+            self._check_hostname(cfg)
             try:
                 with self.db.write() as conn:
                     # Checked in the inserting transaction: a network delete (which checks
@@ -312,6 +319,12 @@ class ContainerService:
             "control": str(self.runtime.control_fifo(cid)),
         }
 
+    def _check_hostname(self, cfg: dict[str, Any], cid: str | None = None) -> None:
+        """--hostname is the first network's DNS name: one owner per name there too."""
+        if cfg.get("hostname") and cfg["networks"]:
+            first = [cfg["networks"][0]["network"]]
+            self.networks.check_dns_names(cfg["hostname"], first, cid, what="hostname")
+
     def _plugin(self, network: str) -> str:
         return self.networks.get(network).configuration.plugin
 
@@ -340,6 +353,8 @@ class ContainerService:
             cfg = json.loads(row["config"])
             # A name taken meanwhile is a refusal: the container stays as it was.
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
+            self._check_hostname(cfg, cid)
+            netjoin.check_joinable(self, cfg)  # an owner that runs, or a refusal
             try:
                 self._start_locked(cid, name, row["image"], cfg, attach)
             except BaseException:
@@ -393,15 +408,20 @@ class ContainerService:
         began = time.perf_counter()
         try:
             plugins = [self._plugin(spec["network"]) for spec in cfg["networks"]]
-            # The runtime's own: plugins are handed its path (`--network none`: no plugin).
-            path = self.sandboxes.create(cid)
-            sandbox = True
-            hostname = name  # the helper adds the DNS domain: NAME.DOMAIN.
+            mode = netjoin.mode_of(cfg)
+            path: str | None
+            if mode.kind == "private":
+                # The runtime's own: plugins are handed its path (`--network none`: no plugin).
+                path = self.sandboxes.create(cid)
+                sandbox = True
+            else:  # the host's (None) or another container's: no attachment of its own
+                path = netjoin.namespace_path(self, mode)
             atts: list[dict[str, Any]] = []
             for i, (spec, plugin) in enumerate(zip(cfg["networks"], plugins, strict=True)):
                 request = {
                     "owner": cid,
-                    "hostname": hostname,
+                    # the helper adds the DNS domain: NAME.DOMAIN. (--hostname: on eth0)
+                    "hostname": (cfg.get("hostname") if i == 0 else None) or name,
                     "mac": spec.get("mac"),
                     "mtu": spec.get("mtu"),
                     "netns": path,
@@ -420,6 +440,7 @@ class ContainerService:
             # After the attachments are committed: of two racing starts, the later check
             # sees both, so two live containers never answer to one DNS name.
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
+            self._check_hostname(cfg, cid)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
                 forwards = port_runs([{**p, "containerIP": primary_ip} for p in cfg["ports"]])
@@ -429,7 +450,7 @@ class ContainerService:
                 )
             notify_dns(self.paths.run_dir)  # the name resolves before the process runs
             network_ms = (time.perf_counter() - began) * 1000
-            hosts, resolv = self._etc_files(name, cfg, atts)
+            hosts, resolv = netjoin.etc_files(self, name, cfg, atts, mode)
             process = ProcessSpec.from_image(
                 image,
                 command=cfg.get("cmd"),
@@ -452,6 +473,7 @@ class ContainerService:
                     resolv,
                     volumes=volumes,
                     init=bool(cfg.get("init")),
+                    uts=netjoin.uts_names(self, name, cfg, mode),
                 )
                 fresh_bundle = True
             pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
@@ -478,11 +500,6 @@ class ContainerService:
             f"container-apiserver: started container {name} ({cid[:12]}, pid {pid}) in "
             f"{total_ms:.1f} ms, networking {network_ms:.1f} ms"
         )
-
-    def _etc_files(
-        self, name: str, cfg: dict[str, Any], atts: list[dict[str, Any]]
-    ) -> tuple[str, str]:
-        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts)
 
     def _undo(
         self,
@@ -588,6 +605,7 @@ class ContainerService:
             row = self._row(cid)
             if row is None:
                 raise NotFound(f"container {ref} not found")
+            netjoin.check_removable(self, cid, str(row["name"]))
             if row["state"] == "running":
                 alive = self.runtime.state(cid).status == "running"
                 if alive and not force:

@@ -33,6 +33,11 @@ def plugin_options_text() -> str:
     except ContainerError:
         extra = ()
     lines = ["options by plugin (--option KEY=VALUE; the first value is the default):"]
+    from ..models import RUNTIME_OPTIONS
+    from ..netoptions import specs_from_table
+
+    every = " ".join(spec.describe() for spec in specs_from_table(RUNTIME_OPTIONS))
+    lines.append(f"  every plugin: {every}")
     for plugin in list_plugins(extra):
         accepted = " ".join(spec.describe() for spec in plugin.options)
         lines.append(f"  {plugin.name}: {accepted or '(none)'}")
@@ -73,6 +78,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         default=[],
         metavar="KEY=VALUE",
         help="plugin option (repeatable; see the list below)",
+    )
+    create.add_argument(
+        "--dns-server",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="upstream the embedded DNS forwards to for this network (repeatable;"
+        " the same as --option dns-server=IP)",
     )
     create.add_argument("--plugin", metavar="NAME", help="network plugin (default: bridge)")
     create.set_defaults(handler=create_network)
@@ -128,7 +141,7 @@ def create_network(args: argparse.Namespace) -> int:
         "subnetV6": args.subnet_v6,
         "internal": args.internal,
         "labels": args.label,
-        "options": args.option,
+        "options": [*args.option, *(f"dns-server={ip}" for ip in args.dns_server)],
         "plugin": args.plugin,
     }
     created = api().request("POST", "/v1/networks", body)
