@@ -4,9 +4,13 @@ refusal, and the /etc files each mode gets."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from container_runtime.apiserver.etcfiles import (
     host_nameservers,
@@ -161,3 +165,39 @@ def test_resolvers_where_the_embedded_dns_is_off(tmp_path: Path) -> None:
     assert resolv_conf({**dns, "nameservers": ["8.8.8.8"]}, [ATT], ["10.0.0.2"]).startswith(
         "nameserver 8.8.8.8\n"
     )
+
+
+LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.lists(st.text("ab-_.9Z", max_size=8), max_size=5).map(".".join),
+        st.builds(lambda a, b: f"{a}:{b}", st.text("abc-.", max_size=10), st.text(max_size=20)),
+    )
+)
+def test_name_parsers_accept_only_valid_input(text: str) -> None:
+    """Any string: a valid result or InvalidArgument, never another exception."""
+    try:
+        host = validate_hostname(text)
+    except InvalidArgument:
+        pass
+    else:
+        assert len(host) <= 253 and all(LABEL.match(p) for p in host.split("."))
+    try:
+        name, ip = parse_add_host(text)
+    except InvalidArgument:
+        pass
+    else:
+        assert all(LABEL.match(p) for p in name.split("."))
+        assert ip == "host-gateway" or ipaddress.ip_address(ip)
+    try:
+        mode, rest = parse_namespace_mode([text])
+    except InvalidArgument:
+        pass
+    else:
+        assert (mode.kind == "private" and rest == [text]) or rest == []
+        if mode.kind == "container":
+            assert mode.owner and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", mode.owner)
