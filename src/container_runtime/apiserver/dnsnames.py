@@ -43,14 +43,17 @@ def check_dns_names(
         # is then one of `hosts`. Plain comparisons, so this stays cheap on big networks.
         bares = mine | {n[: -len(x) - 1] for n in mine for x in suffixes if n.endswith("." + x)}
         hosts = sorted({h + dot for b in bares for h in (b, f"{b}.{domain}") for dot in ("", ".")})
-        # A container answers to its name too where its hostname differs (--hostname).
+        # A container answers to its name too where its hostname differs (--hostname): the
+        # second half finds those (two indexed lookups rather than one scan of the network).
+        in_nets = f"a.network IN ({','.join('?' * len(nets))})"
         rows = conn.execute(
             "SELECT a.network, a.owner, a.hostname, c.name FROM endpoints a"
-            " LEFT JOIN containers c ON c.id = a.owner"
-            f" WHERE a.network IN ({','.join('?' * len(nets))})"
-            f" AND (a.hostname IN ({','.join('?' * len(hosts))})"
-            f" OR lower(c.name) IN ({','.join('?' * len(bares))}))",
-            (*nets, *hosts, *sorted(bares)),
+            f" LEFT JOIN containers c ON c.id = a.owner WHERE {in_nets}"
+            f" AND a.hostname IN ({','.join('?' * len(hosts))})"
+            " UNION SELECT a.network, a.owner, a.hostname, c.name FROM containers c"
+            f" JOIN endpoints a ON a.owner = c.id WHERE {in_nets}"
+            f" AND lower(c.name) IN ({','.join('?' * len(bares))})",
+            (*nets, *hosts, *nets, *sorted(bares)),
         ).fetchall()
     for network, other, hostname, container in sorted(rows, key=lambda r: nets.index(r[0])):
         if other == owner:
