@@ -131,7 +131,8 @@ def uts_names(
     """The container's UTS hostname and domain name (the owner's in container mode, the
     host's hostname in host mode unless --hostname)."""
     if mode.kind == "container" and mode.owner:
-        owner_cfg = json.loads(svc._row(mode.owner)["config"])  # type: ignore[index]
+        row = svc._row(mode.owner)
+        owner_cfg = json.loads(row["config"]) if row is not None else {}
         host = svc.runtime.etc_text(mode.owner, "hostname").strip() or None
         return UtsNames(host, owner_cfg.get("domainname"))
     hostname = cfg.get("hostname")
