@@ -201,3 +201,16 @@ def test_name_parsers_accept_only_valid_input(text: str) -> None:
         assert (mode.kind == "private" and rest == [text]) or rest == []
         if mode.kind == "container":
             assert mode.owner and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", mode.owner)
+
+
+def test_create_requests_of_vm_containers_refuse_shared_namespaces() -> None:
+    """Wired on the create request's `isolation` (absent: a namespace container)."""
+    from container_runtime.apiserver.containers import parse_create
+    from container_runtime.config import Config
+
+    assert parse_create({"networks": ["host"]}, Config())["namespace"]["kind"] == "host"
+    with pytest.raises(InvalidArgument, match="--network host is not supported for VM"):
+        parse_create({"networks": ["host"], "isolation": "vm"}, Config())
+    with pytest.raises(InvalidArgument, match="container:web is not supported for VM"):
+        parse_create({"networks": ["container:web"], "isolation": "vm"}, Config())
+    assert parse_create({"networks": ["none"], "isolation": "vm"}, Config())["networks"] == []
