@@ -96,8 +96,9 @@ _short_hostname = short_hostname
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
     parsed = ContainerConfig.parse(body, config.dns_domain)
-    # Until VM containers set it, every create request is a namespace container.
-    check_isolation_supports(parsed.namespace, str(body.get("isolation") or "namespace"))
+    # The request's isolation, else the config's default (VM containers: docs/VM.md).
+    default = str(getattr(config, "isolation", None) or "namespace")
+    check_isolation_supports(parsed.namespace, str(body.get("isolation") or default))
     cfg = parsed.to_json()
     cfg.update(parse_run_options(body))
     return cfg
