@@ -168,6 +168,21 @@ def test_the_host_by_name_reaches_a_service_on_the_gateway(names: System) -> Non
         inst.cli("rm", "-f", "dflt")
 
 
+def test_the_host_by_name_on_a_dual_stack_network(names: System) -> None:
+    inst = names.inst
+    inst.cli("network", "create", "dual14", "--subnet", "10.93.2.0/24", "--subnet-v6",
+             "fd00:93:2::/64")  # fmt: skip
+    try:
+        inst.cli("run", "-d", "--name", "v6", "--network", "dual14", names.image)
+        hosts = sh(inst, "v6", "cat /etc/hosts")
+        assert "fd00:93:2::1\thost.container.internal host.docker.internal\n" in hosts
+        assert resolve_in(inst, "v6", "host.container.internal", "aaaa") == ["fd00:93:2::1"]
+        assert resolve_in(inst, "v6", "host.docker.internal") == ["10.93.2.1"]
+    finally:
+        inst.cli("rm", "-f", "v6", check=False)
+        inst.cli("network", "rm", "dual14", check=False)
+
+
 def test_add_host_entries(names: System) -> None:
     inst = names.inst
     inst.cli(

@@ -139,6 +139,11 @@ def test_hosts_file_with_hostname_add_hosts_and_the_host_names() -> None:
     assert "10.1.0.5\tweb.test web\n" in plain
     assert "10.1.0.1\thost.container.internal host.docker.internal\n" in plain
     assert "host.container.internal" not in hosts_file("solo", [])  # --network none
+    dual = hosts_file("web", [ATT], gateway6="fd00:1::1").splitlines()
+    assert dual[-3:-1] == [
+        "10.1.0.1\thost.container.internal host.docker.internal",
+        "fd00:1::1\thost.container.internal host.docker.internal",
+    ]
 
 
 def test_host_mode_files(tmp_path: Path) -> None:

@@ -47,7 +47,9 @@ def hosts_file(
     hostname: str | None = None,
     domainname: str | None = None,
     extra_hosts: Sequence[Sequence[str]] = (),
+    gateway6: str | None = None,
 ) -> str:
+    """`gateway6`: the primary network's IPv6 gateway, a second line for the host names."""
     short = short_hostname(name)
     lines = ["127.0.0.1\tlocalhost"]
     for i, att in enumerate(atts):
@@ -59,8 +61,9 @@ def hosts_file(
         lines.append(f"{att['address'].split('/')[0]}\t{names}")
     gateway = str(atts[0]["gateway"]) if atts else None
     lines += _extra_lines(extra_hosts, gateway)
-    if gateway:
-        lines.append(f"{gateway}\t{' '.join(HOST_GATEWAY_NAMES)}")
+    for address in (gateway, gateway6) if gateway else ():
+        if address:
+            lines.append(f"{address}\t{' '.join(HOST_GATEWAY_NAMES)}")
     lines.append("::1\tlocalhost ip6-localhost ip6-loopback")
     return "\n".join(lines) + "\n"
 

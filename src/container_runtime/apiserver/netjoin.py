@@ -167,13 +167,17 @@ def etc_files(
         except OSError:
             return hosts, ""
     servers = None
+    gateway6 = None
     if atts:
-        options = svc.networks.get(cfg["networks"][0]["network"]).configuration.options
-        if options.get("dns") == "false":  # no embedded DNS there: the network's or host's
-            servers = option_list(options, "dns-server") or host_nameservers(
+        primary = svc.networks.get(cfg["networks"][0]["network"]).configuration
+        gateway6 = str(primary.ipv6_gateway) if primary.ipv6_gateway else None
+        if primary.options.get("dns") == "false":  # no embedded DNS: the network's or host's
+            servers = option_list(primary.options, "dns-server") or host_nameservers(
                 svc.config.dns_upstreams, HOST_RESOLV_CONF
             )
-    hosts = hosts_file(name, atts, cfg.get("hostname"), cfg.get("domainname"), extra)
+    hosts = hosts_file(
+        name, atts, cfg.get("hostname"), cfg.get("domainname"), extra, gateway6=gateway6
+    )
     return hosts, resolv_conf(dns, atts, servers)
 
 
