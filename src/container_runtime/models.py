@@ -14,6 +14,14 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidArgument
+from .netmode import (
+    HOST_GATEWAY,
+    MAX_ADD_HOSTS,
+    NamespaceMode,
+    parse_add_host,
+    parse_namespace_mode,
+    validate_hostname,
+)
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -35,6 +43,8 @@ IPV6_PREFIX_RANGE = (64, 120)
 RUNTIME_OPTIONS: dict[str, tuple[str, ...] | str] = {
     "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
     "mtu": "int",  # default MTU of the network's attachments (1280-65535; mtu= wins)
+    "dns": ("true", "false"),  # false: no embedded DNS listener, names not answered
+    "dns-server": "ip[]",  # upstreams the embedded DNS forwards to for this network
 }
 ATTACHMENT_PROPERTIES = ("mac", "mtu", "ip", "ip6", "alias")
 ALIAS_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$")
@@ -757,15 +767,18 @@ class ContainerConfig:
     workdir: str | None = None
     dns: DnsSettings = field(default_factory=DnsSettings)
     auto_remove: bool = False
+    namespace: NamespaceMode = field(default_factory=NamespaceMode)
+    hostname: str | None = None  # --hostname (UTS name, first network's DNS name)
+    domainname: str | None = None  # --domainname (UTS domain name, /etc/hosts)
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host (name, ip | host-gateway)
 
     @classmethod
     def parse(cls, body: dict[str, Any], default_domain: str | None) -> ContainerConfig:
-        specs = [AttachmentSpec.parse(s) for s in str_list(body.get("networks"), "networks")]
-        if not specs:
+        namespace, texts = parse_namespace_mode(str_list(body.get("networks"), "networks"))
+        specs = [AttachmentSpec.parse(s) for s in texts]
+        if not specs and namespace.kind == "private":
             specs = [AttachmentSpec(DEFAULT_NETWORK)]
         names = [s.network for s in specs]
-        if "host" in names:
-            raise InvalidArgument("network host is not supported (use a network or none)")
         if "none" in names and len(specs) > 1:
             raise InvalidArgument("--network none can not be combined with another network")
         if "none" in names and specs[0] != AttachmentSpec("none"):
@@ -796,6 +809,19 @@ class ContainerConfig:
                 held.add(address)
         if ports and names == ["none"]:
             raise InvalidArgument("--publish needs a network (not --network none)")
+        hostname, domainname, extra_hosts = _parse_names(body, namespace)
+        if namespace.kind == "private" and names == ["none"]:
+            if any(ip == HOST_GATEWAY for _, ip in extra_hosts):
+                raise InvalidArgument("--add-host NAME:host-gateway needs a network (not none)")
+        if ports and namespace.kind != "private":
+            raise InvalidArgument(
+                f"--publish can not be combined with --network {_mode_text(namespace)}"
+                + (
+                    " (the host's ports are the container's own)"
+                    if namespace.kind == "host"
+                    else " (publish the ports on the container that owns the namespace)"
+                )
+            )
         env = parse_env(body.get("env"))
         nameservers = []
         for ip in str_list(body.get("dns"), "dns"):
@@ -851,6 +877,10 @@ class ContainerConfig:
                 options=tuple(dict.fromkeys(options)),
             ),
             auto_remove=bool(body.get("autoRemove")),
+            namespace=namespace,
+            hostname=hostname,
+            domainname=domainname,
+            extra_hosts=extra_hosts,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -869,4 +899,51 @@ class ContainerConfig:
                 "options": list(self.dns.options),
             },
             "autoRemove": self.auto_remove,
+            "namespace": self.namespace.to_json(),
+            "hostname": self.hostname,
+            "domainname": self.domainname,
+            "extraHosts": [list(pair) for pair in self.extra_hosts],
         }
+
+
+def _mode_text(mode: NamespaceMode) -> str:
+    return "host" if mode.kind == "host" else f"container:{mode.owner}"
+
+
+def _parse_names(
+    body: dict[str, Any], namespace: NamespaceMode
+) -> tuple[str | None, str | None, tuple[tuple[str, str], ...]]:
+    """--hostname, --domainname and --add-host; in another container's namespace none of
+    them (its names are the owner's, as Docker refuses them there)."""
+    values: dict[str, str | None] = {}
+    for key, flag in (("hostname", "--hostname"), ("domainname", "--domainname")):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(f"{key} must be a string")
+        values[key] = validate_hostname(value, flag) if value is not None else None
+    hosts = [parse_add_host(h) for h in str_list(body.get("addHosts"), "addHosts")]
+    if len(hosts) > MAX_ADD_HOSTS:
+        raise InvalidArgument(
+            f"too many --add-host options ({len(hosts)}): at most {MAX_ADD_HOSTS}"
+        )
+    if namespace.kind == "container":
+        given = [
+            flag
+            for flag, value in (
+                ("--hostname", values["hostname"]),
+                ("--domainname", values["domainname"]),
+                ("--add-host", hosts),
+                ("--dns", body.get("dns")),
+                ("--dns-domain", body.get("dnsDomain")),
+                ("--dns-search", body.get("dnsSearch")),
+                ("--dns-option", body.get("dnsOption")),
+                ("--no-dns", body.get("noDns")),
+            )
+            if value
+        ]
+        if given:
+            raise InvalidArgument(
+                f"{', '.join(given)} can not be combined with --network {_mode_text(namespace)}"
+                " (the container shares that container's names)"
+            )
+    return values["hostname"], values["domainname"], tuple(hosts)

@@ -255,7 +255,7 @@ def test_container_config_parse_and_refusals() -> None:
     for body, why in (
         ({"networks": ["none", "foo"]}, "can not be combined"),
         ({"networks": ["foo", "foo"]}, "given twice"),
-        ({"networks": ["host"]}, "not supported"),
+        ({"networks": ["host", "foo"]}, "can not be combined"),
         ({"publish": ["80:80", "80:81"]}, "published twice"),
         ({"networks": ["none"], "publish": ["80:80"]}, "needs a network"),
         ({"env": ["NOEQUALS"]}, "expected KEY=VALUE"),

@@ -47,16 +47,17 @@ from ..models import (
     str_list,
     validate_container_name,
 )
+from ..netmode import check_isolation_supports
 from ..paths import Paths
 from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.sandbox import Sandboxes
 from ..runtime.spec import BindMount
 from ..state import Database
-from . import endpoints, recovery, reservations
+from . import endpoints, netjoin, recovery, reservations
 from .connect import NetworkChanges, attach_request, specs_of
 from .container_routes import register_routes
-from .etcfiles import hosts_file, resolv_conf, short_hostname
+from .etcfiles import short_hostname
 from .helpers import HelperClient
 from .networks import NetworkService
 from .runopts import parse_run_options
@@ -96,7 +97,11 @@ _short_hostname = short_hostname
 
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    cfg = ContainerConfig.parse(body, config.dns_domain).to_json()
+    parsed = ContainerConfig.parse(body, config.dns_domain)
+    # The request's isolation, else the config's default (VM containers: docs/VM.md).
+    default = str(getattr(config, "isolation", None) or "namespace")
+    check_isolation_supports(parsed.namespace, str(body.get("isolation") or default))
+    cfg = parsed.to_json()
     cfg.update(parse_run_options(body))
     return cfg
 
@@ -199,7 +204,8 @@ class ContainerService:
             "created": row["created_at"],
             "startedAt": row["started_at"],
             "finishedAt": row["finished_at"],
-            "hostname": _short_hostname(row["name"]),
+            "hostname": cfg.get("hostname") or _short_hostname(row["name"]),
+            **netjoin.inspect_fields(self, cfg),
             "command": cfg.get("command") or [],
             "env": cfg.get("env") or [],
             "networks": networks,
@@ -265,6 +271,7 @@ class ContainerService:
             config = self.networks.configuration(spec.network)  # NotFound if unknown
             check_static_address(config, spec.ip, spec.ip6)
             plugins[spec.network] = config.plugin
+        netjoin.resolve_owner(self, cfg)
         process = ProcessSpec.from_image(
             image,
             command=cfg["cmd"],
@@ -286,6 +293,7 @@ class ContainerService:
                     if f"c-{cid[i : i + 8]}" not in taken
                 )
             self.networks.check_dns_names(str(name), [n["network"] for n in cfg["networks"]])
+            self._check_hostname(cfg)
             for spec in specs:
                 self.networks.check_aliases(spec.aliases, spec.network, cid)
             # Static addresses are held from here until the container is removed.
@@ -335,6 +343,12 @@ class ContainerService:
             "control": str(self.runtime.control_fifo(cid)),
         }
 
+    def _check_hostname(self, cfg: dict[str, Any], cid: str | None = None) -> None:
+        """--hostname is the first network's DNS name: one owner per name there too."""
+        if cfg.get("hostname") and cfg["networks"]:
+            first = [cfg["networks"][0]["network"]]
+            self.networks.check_dns_names(cfg["hostname"], first, cid, what="hostname")
+
     def _plugin(self, network: str) -> str:
         return self.networks.get(network).configuration.plugin
 
@@ -363,6 +377,8 @@ class ContainerService:
             cfg = json.loads(row["config"])
             # A name taken meanwhile is a refusal: the container stays as it was.
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
+            self._check_hostname(cfg, cid)
+            netjoin.check_joinable(self, cfg)  # an owner that runs, or a refusal
             try:
                 self._start_locked(cid, name, row["image"], cfg, attach)
             except BaseException:
@@ -418,15 +434,21 @@ class ContainerService:
             specs = specs_of(cfg)
             configs = [self.networks.configuration(spec.network) for spec in specs]
             plugins = [c.plugin for c in configs]
-            # The runtime's own: plugins are handed its path (`--network none`: no plugin).
-            path = self.sandboxes.create(cid)
-            sandbox = True
-            hostname = name  # the helper adds the DNS domain: NAME.DOMAIN.
+            mode = netjoin.mode_of(cfg)
+            path: str | None
+            if mode.kind == "private":
+                # The runtime's own: plugins are handed its path (`--network none`: no plugin).
+                path = self.sandboxes.create(cid)
+                sandbox = True
+            else:  # the host's (None) or another container's: no attachment of its own
+                path = netjoin.namespace_path(self, mode)
             atts: list[dict[str, Any]] = []
             for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
                 strategy = self.networks.namespace_strategy(config.plugin)
+                # the helper adds the DNS domain: NAME.DOMAIN. (--hostname: on eth0)
+                hostname = (cfg.get("hostname") if i == 0 else None) or name
                 request = attach_request(
-                    cid, hostname, spec, config, path, f"eth{i}", i == 0, strategy
+                    cid, hostname, spec, config, str(path), f"eth{i}", i == 0, strategy
                 )
                 reply = self.helper_for(config.plugin).request(
                     "POST", f"/networks/{spec.network}/attachments", request, idempotent=True
@@ -439,6 +461,7 @@ class ContainerService:
             # After the attachments are committed: of two racing starts, the later check
             # sees both, so two live containers never answer to one DNS name.
             self.networks.check_dns_names(name, [s.network for s in specs], cid)
+            self._check_hostname(cfg, cid)
             for spec in specs:
                 self.networks.check_aliases(spec.aliases, spec.network, cid)
             if cfg["ports"]:
@@ -450,7 +473,7 @@ class ContainerService:
                 )
             notify_dns(self.paths.run_dir)  # the name resolves before the process runs
             network_ms = (time.perf_counter() - began) * 1000
-            hosts, resolv = self._etc_files(name, cfg, atts)
+            hosts, resolv = netjoin.etc_files(self, name, cfg, atts, mode)
             process = ProcessSpec.from_image(
                 image,
                 command=cfg.get("cmd"),
@@ -473,6 +496,7 @@ class ContainerService:
                     resolv,
                     volumes=volumes,
                     init=bool(cfg.get("init")),
+                    uts=netjoin.uts_names(self, name, cfg, mode),
                 )
                 fresh_bundle = True
             pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
@@ -503,8 +527,7 @@ class ContainerService:
     def _etc_files(
         self, name: str, cfg: dict[str, Any], atts: list[dict[str, Any]]
     ) -> tuple[str, str]:
-        embedded = self.networks.dns_address(atts[0]["network"]) if atts else None
-        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts, embedded)
+        return netjoin.etc_files(self, name, cfg, atts, netjoin.mode_of(cfg))
 
     def _undo(
         self,
@@ -610,6 +633,7 @@ class ContainerService:
             row = self._row(cid)
             if row is None:
                 raise NotFound(f"container {ref} not found")
+            netjoin.check_removable(self, cid, str(row["name"]))
             if row["state"] == "running":
                 alive = self.runtime.state(cid).status == "running"
                 if alive and not force:

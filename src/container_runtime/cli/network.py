@@ -41,6 +41,11 @@ def _manifests() -> list[Any]:
 
 def plugin_options_text() -> str:
     lines = ["options by plugin (--option KEY=VALUE; the first value is the default):"]
+    from ..models import RUNTIME_OPTIONS
+    from ..netoptions import specs_from_table
+
+    every = " ".join(spec.describe() for spec in specs_from_table(RUNTIME_OPTIONS))
+    lines.append(f"  every plugin: {every}")
     for plugin in _manifests():
         accepted = " ".join(spec.describe() for spec in plugin.options)
         lines.append(f"  {plugin.name}: {accepted or '(none)'}")
@@ -95,6 +100,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         default=[],
         metavar="KEY=VALUE",
         help="plugin option (repeatable; see the list below)",
+    )
+    create.add_argument(
+        "--dns-server",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="upstream the embedded DNS forwards to for this network (repeatable;"
+        " the same as --option dns-server=IP)",
     )
     create.add_argument("--plugin", metavar="NAME", help="network plugin (default: bridge)")
     create.set_defaults(handler=create_network)
@@ -194,7 +207,7 @@ def create_network(args: argparse.Namespace) -> int:
         "subnetV6": args.subnet_v6,
         "internal": args.internal,
         "labels": args.label,
-        "options": args.option,
+        "options": [*args.option, *(f"dns-server={ip}" for ip in args.dns_server)],
         "plugin": args.plugin,
     }
     created = api().request("POST", "/v1/networks", body)
