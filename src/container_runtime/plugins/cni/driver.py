@@ -26,6 +26,7 @@ from ...models import (
     AttachmentRequest,
     NetworkConfiguration,
     hostname_for,
+    network_mtu,
 )
 from ...plugin.driver import Driver, DriverRecord
 from ...plugin.host import PluginHost
@@ -137,7 +138,8 @@ class CniDriver(Driver):
                     ' (none declares the "mac" capability)'
                 )
             runtime["mac"] = request.mac
-        if request.mtu is not None:
+        if request.mtu is not None and request.mtu != network_mtu(config):
+            # (the network's own mtu= option is mapped into its CNI configuration)
             raise InvalidArgument(
                 f"network {config.name}: the MTU of a cni network is its CNI configuration's"
             )
