@@ -57,7 +57,7 @@ def world() -> Iterator[World]:
                 subject.subnet,
                 *subject.create_args,
             )
-        if not any(s.veth for s in SUBJECTS):
+        if not any(s.containers for s in SUBJECTS):
             yield World(inst, None)
             return
         layout = build_busybox_image(base / "oci")

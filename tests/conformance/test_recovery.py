@@ -94,7 +94,8 @@ def test_plugins_side_by_side_leave_each_other_alone(world: World, subject: Subj
 def test_members_across_a_helper_sigkill_and_a_release_while_it_restarts(
     world: World, subject: Subject
 ) -> None:
-    """Members (real containers for a veth plugin, bare attachments otherwise) keep their
+    """Members (real containers for a plugin with a container strategy, bare
+    attachments otherwise) keep their
     address and kernel objects across a SIGKILL of the helper; one released while the
     helper restarts is released once it is back, leaving no orphan."""
     inst, net, p = world.inst, subject.network, subject.plugin
@@ -103,7 +104,7 @@ def test_members_across_a_helper_sigkill_and_a_release_while_it_restarts(
     owners: dict[str, str] = {}
     try:
         for name in names:
-            if subject.veth:
+            if subject.containers:
                 assert world.image is not None
                 inst.cli("run", "-d", "--name", name, "--network", net, world.image, "sleep", "600")
                 owners[name] = inspect_id(inst, name)
@@ -115,7 +116,7 @@ def test_members_across_a_helper_sigkill_and_a_release_while_it_restarts(
         pid = inst.pid(f"network-{p}")
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        if subject.veth:  # the API server waits for the restarted helper to release it
+        if subject.containers:  # the API server waits for the restarted helper to release it
             inst.cli("stop", "-t", "1", names[0])
         else:
             inst.cli("network", "detach", net, "--name", names[0])
@@ -128,10 +129,10 @@ def test_members_across_a_helper_sigkill_and_a_release_while_it_restarts(
         assert dig(inst, f"{names[1]}.test") == ("NOERROR", [held[owners[names[1]]].split("/")[0]])
         kernel = json.dumps(subject.kernel_objects(inst))
         assert owners[names[0]] not in kernel  # no orphan of the released member
-        if subject.veth:
+        if subject.containers:
             assert owners[names[1]] in kernel  # the live member's link was kept
     finally:
-        if subject.veth:
+        if subject.containers:
             inst.cli("rm", "-f", *names, check=False)
         else:
             for name in names:

@@ -389,8 +389,12 @@ class NetworkService:
         }
         helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
-        with self.db.write() as conn:  # the record inspect and DNS read: before the reply
-            endpoints.record(conn, config.plugin, reply, owner)
+        try:
+            with self.db.write() as conn:  # the record inspect and DNS read: before the reply
+                endpoints.record(conn, config.plugin, reply, owner)
+        except sqlite3.IntegrityError:
+            self._deleted_meanwhile(config, owner)
+            raise NotFound(f"network {name} not found") from None
         try:
             # Again once recorded: of an attach and a start racing for one name, the later
             # check sees both (as container start does).
@@ -402,6 +406,17 @@ class NetworkService:
             raise
         self.on_change(True)
         return Attachment.from_json(reply)
+
+    def _deleted_meanwhile(self, config: NetworkConfiguration, owner: str) -> None:
+        """The network was deleted between an attach's helper call and its record (the
+        delete's teardown found this attachment and was refused): release it, and tear the
+        network down in the helper unless it was created again."""
+        self.helper_for(config.plugin).request(
+            "DELETE", f"/networks/{config.name}/attachments/{owner}"
+        )
+        with self.create_lock:
+            if not self._exists(config.name):
+                self._teardown_quietly(config)
 
     def detach(self, name: str, owner: str) -> Attachment:
         config = self.configuration(name)

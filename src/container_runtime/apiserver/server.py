@@ -69,6 +69,7 @@ class ApiServer:
                     logfile=self.paths.helper_log(plugin),
                     marker=f"container-network-{plugin}",
                     on_restart=lambda: self._helper_restarted(plugin),
+                    databases=(self.paths.plugin_database(plugin),),  # an SDK plugin's
                 )
             )
             client = HelperClient(plugin, socket, self.supervisor.processes[f"network-{plugin}"])

@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from ..models import DEFAULT_PLUGIN
 from ..state import Database, apply_schema, connect, transaction
 
 log = logging.getLogger("container-network")
@@ -126,7 +127,7 @@ def migrate_legacy(db: Database, legacy: Path, plugin: str, hook: LegacyHook | N
             nets = [
                 (r["name"], r["config"], r["created_at"])
                 for r in old.execute("SELECT name, config, created_at FROM networks")
-                if json.loads(r["config"]).get("plugin", "bridge") == plugin
+                if json.loads(r["config"]).get("plugin", DEFAULT_PLUGIN) == plugin
             ]
             names = [n for n, _, _ in nets]
             marks = ",".join("?" * len(names))

@@ -44,7 +44,10 @@ class Subject:
     plugin: str  # as `--plugin` names it
     subnet: str  # IPv4 subnet of its test network; unique among the subjects
     create_args: tuple[str, ...] = ()  # more `network create` arguments (`--option k=v`)
-    strategies: tuple[str, ...] = ()  # interface strategies; "veth" runs real containers
+    strategies: tuple[str, ...] = ()  # interface strategies, as its GET /status says
+    # The strategy the runtime asks for a container's interface on it ("veth" for the
+    # bridge), tested with real containers; None: allocation only (bare attach/detach).
+    container_strategy: str | None = None
     ports: bool = False  # publishes ports (`run -p`)
     plugin_path: Path | None = None  # directory for CONTAINER_PLUGIN_PATH (out of tree)
     # Called once in the started system before its network is created (e.g. make a parent
@@ -59,8 +62,8 @@ class Subject:
         return f"n-{self.plugin}"
 
     @property
-    def veth(self) -> bool:
-        return "veth" in self.strategies
+    def containers(self) -> bool:
+        return self.container_strategy is not None
 
     def kernel_objects(self, inst: Instance) -> dict[str, Any]:
         return self.kernel(inst, self.plugin)

@@ -7,5 +7,6 @@ SUBJECT = Subject(
     plugin="bridge",
     subnet="10.76.0.0/24",
     strategies=("veth", "tap"),
+    container_strategy="veth",
     ports=True,
 )
