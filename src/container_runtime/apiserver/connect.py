@@ -43,6 +43,20 @@ def refuse_live_change_of_vm(cfg: dict[str, Any], name: str) -> None:
         raise Conflict(f"container {name} runs in a VM: stop it to change its networks")
 
 
+def refuse_shared_namespace(cfg: dict[str, Any], name: str) -> None:
+    """A container on the host's namespace (`--network host`) or another container's
+    (`--network container:X`; `namespace` in its configuration) has no networks of its
+    own to change (as Docker refuses)."""
+    mode = cfg.get("namespace")
+    kind = mode.get("kind") if isinstance(mode, dict) else None
+    if kind in ("host", "container"):
+        what = "the host's" if kind == "host" else "another container's"
+        raise Conflict(
+            f"container {name} uses {what} network namespace: it has no networks of its own"
+            " to connect or disconnect"
+        )
+
+
 def attach_request(
     owner: str,
     hostname: str,
@@ -140,6 +154,7 @@ class NetworkChanges:
             specs = specs_of(cfg)
             if any(s.network == network for s in specs):
                 raise Conflict(f"container {name} is already connected to network {network}")
+            refuse_shared_namespace(cfg, name)
             running = row["state"] == "running"
             if running:
                 refuse_live_change_of_vm(cfg, name)
@@ -217,6 +232,7 @@ class NetworkChanges:
             if row is None:
                 raise NotFound(f"container {body.get('container')} not found")
             name, cfg = str(row["name"]), json.loads(row["config"])
+            refuse_shared_namespace(cfg, name)
             specs = specs_of(cfg)
             index = next((i for i, s in enumerate(specs) if s.network == network), None)
             if index is None:
