@@ -89,7 +89,9 @@ def test_live_connect_disconnect_dns_and_primary(system: System) -> None:
         assert [n["network"] for n in nets(inst, "c1")] == ["cn-a"]
 
         # --force on the primary: the default route, DNS server and ports move to cn-b
-        inst.cli("network", "connect", "cn-b", "c1")
+        inst.cli("network", "connect", "cn-b", "c1", "--mac", "02:42:0A:51:02:63", "--mtu", "1450")
+        link = inst.cli("exec", "c1", "ip", "link", "show", "eth1").stdout
+        assert "02:42:0a:51:02:63" in link and "mtu 1450" in link  # --mtu wins over mtu=1400
         inst.cli("network", "disconnect", "-f", "cn-a", "c1")
         left = ifaces(inst, "c1")
         assert list(left) == ["eth1"] and left["eth1"].startswith("10.81.2.")
