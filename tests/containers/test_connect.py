@@ -263,6 +263,12 @@ def test_connections_and_reservations_survive_restarts(system: System) -> None:
                 "primary": False,
             }
             helper.request("POST", "/networks/rs-a/attachments", request)
+            # A create the API server died in after reserving (no row), and a reservation
+            # lost (r3's): both put right at its next start.
+            ghost = "f" * 64
+            helper.request("PUT", f"/networks/rs-b/reservations/{ghost}", {"address": "10.86.2.88"})
+            r3 = inspect(inst, "r3")["id"]
+            helper.request("DELETE", f"/networks/rs-b/reservations/{r3}")
         finally:
             helper.close()
         assert "eth1" in ifaces(inst, "r2")
@@ -274,6 +280,15 @@ def test_connections_and_reservations_survive_restarts(system: System) -> None:
         assert ifaces(inst, "r1") == {"eth0": "10.86.1.2/24", "eth1": "10.86.2.40/24"}
         assert list(ifaces(inst, "r2")) == ["eth0"]  # the uncommitted connect: undone
         assert [a["owner"] for a in attachments(inst, "rs-a")] == [inspect(inst, "r1")["id"]]
+        helper = UnixClient(inst.run_dir / "network-bridge.sock")
+        try:
+            held = helper.request("GET", "/networks/rs-b/reservations")
+        finally:
+            helper.close()
+        assert {(r["owner"], r["address"]) for r in held} == {
+            (inspect(inst, "r1")["id"], "10.86.2.40"),
+            (r3, "10.86.2.77"),
+        }
         assert lookup(inst, "r2", "kept") == {"10.86.2.40"}
         assert [n["network"] for n in nets(inst, "r1")] == ["rs-a", "rs-b"]
         assert_refused(
