@@ -124,10 +124,13 @@ class NetworkChanges:
         replies = {str(r[0]): json.loads(r[1]) for r in rows}
         return [replies[s.network] for s in specs if s.network in replies]
 
-    def _refresh_etc(self, cid: str, name: str, cfg: dict[str, Any], atts: list[Any]) -> None:
+    def _refresh_etc(
+        self, cid: str, name: str, cfg: dict[str, Any], atts: list[Any], primary: bool
+    ) -> None:
+        """Rewrite /etc/hosts (and, when the primary network changed, resolv.conf)."""
         try:
             hosts, resolv = self.svc._etc_files(name, cfg, atts)
-            self.svc.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
+            self.svc.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv if primary else None)
         except (OSError, ContainerError) as exc:  # the network change itself stands
             log.warning(f"container-apiserver: rewriting /etc files of {name}: {exc}")
 
@@ -217,7 +220,7 @@ class NetworkChanges:
                 log.warning(f"container-apiserver: undoing the connect of {name}: {exc}")
             raise
         notify_dns(svc.paths.run_dir)
-        self._refresh_etc(cid, name, cfg, [*live, reply])
+        self._refresh_etc(cid, name, cfg, [*live, reply], primary)
 
     # -- disconnect ---------------------------------------------------------------------
 
@@ -299,4 +302,5 @@ class NetworkChanges:
                 pass
             except ContainerError as exc:  # recovery releases it at the next start
                 log.warning(f"container-apiserver: releasing {name} on {network}: {exc}")
-        self._refresh_etc(cid, name, cfg, [live[s.network] for s in rest if s.network in live])
+        atts = [live[s.network] for s in rest if s.network in live]
+        self._refresh_etc(cid, name, cfg, atts, index == 0)
