@@ -19,7 +19,6 @@ import pytest
 from support.instance import Instance, NetnsPool, assert_refused, attachments
 
 from container_runtime.client import UnixClient
-from container_runtime.errors import Conflict, NotFound
 from container_runtime.plugin import PROTOCOL_VERSION, StatusReply, schema
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plugin-example"
@@ -168,35 +167,3 @@ def test_commit_before_reply_survives_sigkill_of_the_helper(both: Instance, plug
     assert all(not a["owner"].endswith(plugin) for a in attachments(inst, f"n-{other}"))
     for owner in given:
         inst.cli("network", "detach", net, "--name", owner)
-
-
-@pytest.mark.parametrize("plugin", sorted(PLUGINS))
-def test_static_reservations_are_kept_or_refused_as_unsupported(
-    both: Instance, plugin: str
-) -> None:
-    """The optional reservation calls: a plugin that has them holds the address for its
-    owner only; one that has not answers 404 `no such endpoint` (the API server then
-    refuses `ip=` in one line)."""
-    inst, net = both, f"n-{plugin}"
-    base = PLUGINS[plugin].rsplit(".", 1)[0]
-    client = helper(inst, plugin)
-    path = f"/networks/{net}/reservations/res-{plugin}"
-    try:
-        try:
-            held = client.request("PUT", path, {"address": f"{base}.77"})
-        except NotFound as exc:
-            assert exc.message.startswith("no such endpoint"), exc.message
-            return
-        conforms("PUT /networks/{name}/reservations/{owner}", held)
-        assert client.request("PUT", path, {"address": f"{base}.77"}) == held  # idempotent
-        conforms("GET /networks/{name}/reservations", client.request("GET", path.rsplit("/", 1)[0]))
-        with pytest.raises(Conflict, match="reserved"):
-            client.request("PUT", f"/networks/{net}/reservations/thief", {"address": f"{base}.77"})
-        body = {"owner": f"res-{plugin}", "hostname": f"res-{plugin}"}
-        got = client.request("POST", f"/networks/{net}/attachments", body)
-        assert got["address"] == f"{base}.77/24"  # the owner gets its reservation
-        client.request("DELETE", f"/networks/{net}/attachments/res-{plugin}")
-        conforms("DELETE /networks/{name}/reservations/{owner}", client.request("DELETE", path))
-        assert client.request("GET", path.rsplit("/", 1)[0]) == []
-    finally:
-        client.close()
