@@ -54,6 +54,7 @@ def test_live_connect_disconnect_dns_and_primary(system: System) -> None:
         inst.cli("run", "-d", "--name", "peer", "--network", "cn-b", ref)
         assert wait_http(inst, "http://127.0.0.1:8090/").strip() == HELLO
         assert lookup(inst, "peer", "c1") == set()  # not on cn-b yet
+        assert "mtu 1400" in inst.cli("exec", "peer", "ip", "link", "show", "eth0").stdout
 
         inst.cli("network", "connect", "cn-b", "c1", "--alias", "svc", "--ip", "10.81.2.50")
         assert ifaces(inst, "c1") == {"eth0": "10.81.1.2/24", "eth1": "10.81.2.50/24"}
