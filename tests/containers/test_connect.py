@@ -54,6 +54,7 @@ def test_live_connect_disconnect_dns_and_primary(system: System) -> None:
         inst.cli("run", "-d", "--name", "peer", "--network", "cn-b", ref)
         assert wait_http(inst, "http://127.0.0.1:8090/").strip() == HELLO
         assert lookup(inst, "peer", "c1") == set()  # not on cn-b yet
+        assert "mtu 1400" in inst.cli("exec", "peer", "ip", "link", "show", "eth0").stdout
 
         inst.cli("network", "connect", "cn-b", "c1", "--alias", "svc", "--ip", "10.81.2.50")
         assert ifaces(inst, "c1") == {"eth0": "10.81.1.2/24", "eth1": "10.81.2.50/24"}
@@ -89,7 +90,9 @@ def test_live_connect_disconnect_dns_and_primary(system: System) -> None:
         assert [n["network"] for n in nets(inst, "c1")] == ["cn-a"]
 
         # --force on the primary: the default route, DNS server and ports move to cn-b
-        inst.cli("network", "connect", "cn-b", "c1")
+        inst.cli("network", "connect", "cn-b", "c1", "--mac", "02:42:0A:51:02:63", "--mtu", "1450")
+        link = inst.cli("exec", "c1", "ip", "link", "show", "eth1").stdout
+        assert "02:42:0a:51:02:63" in link and "mtu 1450" in link  # --mtu wins over mtu=1400
         inst.cli("network", "disconnect", "-f", "cn-a", "c1")
         left = ifaces(inst, "c1")
         assert list(left) == ["eth1"] and left["eth1"].startswith("10.81.2.")
@@ -261,6 +264,12 @@ def test_connections_and_reservations_survive_restarts(system: System) -> None:
                 "primary": False,
             }
             helper.request("POST", "/networks/rs-a/attachments", request)
+            # A create the API server died in after reserving (no row), and a reservation
+            # lost (r3's): both put right at its next start.
+            ghost = "f" * 64
+            helper.request("PUT", f"/networks/rs-b/reservations/{ghost}", {"address": "10.86.2.88"})
+            r3 = inspect(inst, "r3")["id"]
+            helper.request("DELETE", f"/networks/rs-b/reservations/{r3}")
         finally:
             helper.close()
         assert "eth1" in ifaces(inst, "r2")
@@ -272,6 +281,15 @@ def test_connections_and_reservations_survive_restarts(system: System) -> None:
         assert ifaces(inst, "r1") == {"eth0": "10.86.1.2/24", "eth1": "10.86.2.40/24"}
         assert list(ifaces(inst, "r2")) == ["eth0"]  # the uncommitted connect: undone
         assert [a["owner"] for a in attachments(inst, "rs-a")] == [inspect(inst, "r1")["id"]]
+        helper = UnixClient(inst.run_dir / "network-bridge.sock")
+        try:
+            held = helper.request("GET", "/networks/rs-b/reservations")
+        finally:
+            helper.close()
+        assert {(r["owner"], r["address"]) for r in held} == {
+            (inspect(inst, "r1")["id"], "10.86.2.40"),
+            (r3, "10.86.2.77"),
+        }
         assert lookup(inst, "r2", "kept") == {"10.86.2.40"}
         assert [n["network"] for n in nets(inst, "r1")] == ["rs-a", "rs-b"]
         assert_refused(

@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
-import ipaddress
+import json
+from pathlib import Path
 
 import pytest
 
-from container_runtime.apiserver.connect import connect_spec, refuse_live_change_of_vm
+from container_runtime.apiserver import endpoints
+from container_runtime.apiserver.connect import (
+    connect_spec,
+    refuse_live_change_of_vm,
+    refuse_shared_namespace,
+)
 from container_runtime.dns import wire
-from container_runtime.dns.records import NetworkInfo, build_snapshot
+from container_runtime.dns.records import load_snapshot
 from container_runtime.errors import Conflict, InvalidArgument
+from container_runtime.state import Database
 
 
 def test_a_running_vm_container_refuses_network_changes_in_one_line() -> None:
@@ -18,6 +25,14 @@ def test_a_running_vm_container_refuses_network_changes_in_one_line() -> None:
         refuse_live_change_of_vm({"isolation": "vm"}, "x")
     assert info.value.message == "container x runs in a VM: stop it to change its networks"
     refuse_live_change_of_vm({}, "x")  # a namespace container: allowed
+
+
+def test_a_container_in_a_shared_namespace_has_no_networks_to_change() -> None:
+    for kind in ("host", "container"):
+        with pytest.raises(Conflict, match="no networks of its own"):
+            refuse_shared_namespace({"namespace": {"kind": kind}}, "x")
+    refuse_shared_namespace({"namespace": {"kind": "private"}}, "x")
+    refuse_shared_namespace({}, "x")
 
 
 def test_connect_flags_are_validated_like_a_network_spec() -> None:
@@ -28,24 +43,38 @@ def test_connect_flags_are_validated_like_a_network_spec() -> None:
             connect_spec("n", body)
 
 
-def test_a_shared_alias_answers_every_address_round_robin() -> None:
-    net = NetworkInfo(
-        "n",
-        ipaddress.IPv4Address("10.0.0.1"),
-        None,
-        ipaddress.IPv4Network("10.0.0.0/24"),
-        None,
-    )
-    rows = [
-        ("n", "a" * 64, "one.test.", int(ipaddress.IPv4Address("10.0.0.2")), None, "db"),
-        ("n", "b" * 64, "two.test.", int(ipaddress.IPv4Address("10.0.0.3")), None, "db x"),
-        ("m", "c" * 64, "three.test.", int(ipaddress.IPv4Address("10.1.0.2")), None, "db"),
-    ]
-    snap = build_snapshot({"n": net}, rows, "test", 5)
+def test_a_shared_alias_answers_every_address_round_robin(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db")
+    with db.write() as conn:
+        for net, subnet in (("n", "10.0.0.0/24"), ("m", "10.1.0.0/24")):
+            config = {"name": net, "ipv4Subnet": subnet, "ipv4Gateway": subnet[:-4] + "1"}
+            conn.execute(
+                "INSERT INTO networks(name, config, state, created_at)"
+                " VALUES (?, ?, 'running', '')",
+                (net, json.dumps(config)),
+            )
+        for net, owner, host, address, aliases in (
+            ("n", "a" * 64, "one", "10.0.0.2", ["db"]),
+            ("n", "b" * 64, "two", "10.0.0.3", ["db", "x"]),
+            ("m", "c" * 64, "three", "10.1.0.2", ["db"]),
+        ):
+            reply = {
+                "network": net,
+                "owner": owner,
+                "hostname": f"{host}.test.",
+                "address": f"{address}/24",
+                "gateway": address.rsplit(".", 1)[0] + ".1",
+                "macAddress": "02:00:00:00:00:0" + address[-1],
+                "mtu": 1500,
+                "interface": "eth0",
+            }
+            endpoints.record(conn, "bridge", reply, owner, aliases)
+    snap = load_snapshot(tmp_path / "state.db", "test", 5)
+    db.close()
     table = snap.table("n", frozenset({"n"}))
     entry = table.lookup(b"key", "db", wire.QTYPE_A)
     assert entry is not None and entry.ancount == 2  # network m's db is not in scope
-    firsts = [entry.rotate()[-4:] for _ in range(4)]
-    assert firsts[0] != firsts[1] and firsts[0] == firsts[2]  # the order rotates
+    lasts = [entry.rotate()[-4:] for _ in range(4)]
+    assert lasts[0] != lasts[1] and lasts[0] == lasts[2]  # the order rotates
     assert table.lookup(b"k2", "x.test", wire.QTYPE_A).ancount == 1  # type: ignore[union-attr]
     assert table.lookup(b"k3", "one", wire.QTYPE_A).ancount == 1  # type: ignore[union-attr]

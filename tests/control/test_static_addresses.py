@@ -163,11 +163,17 @@ class StaticsMachine(RuleBasedStateMachine):
     def unreserve(self, owner: str) -> None:
         self.alloc.unreserve("foo", owner)
 
-    @rule(owner=st.sampled_from(OWNERS), host=st.none() | st.integers(0, 15))
-    def allocate(self, owner: str, host: int | None) -> None:
+    @rule(
+        owner=st.sampled_from(OWNERS),
+        host=st.none() | st.integers(0, 15),
+        host6=st.none() | st.integers(0, 20),
+    )
+    def allocate(self, owner: str, host: int | None, host6: int | None) -> None:
         before = self._state()
+        ip = None if host is None else f"10.9.0.{host}"
+        ip6 = None if host6 is None else f"fd00:9::{host6:x}"
         try:
-            self.alloc.allocate(req(owner, None if host is None else f"10.9.0.{host}"), self.config)
+            self.alloc.allocate(req(owner, ip, ip6), self.config)
         except ContainerError:
             assert self._state() == before
 

@@ -43,6 +43,20 @@ def refuse_live_change_of_vm(cfg: dict[str, Any], name: str) -> None:
         raise Conflict(f"container {name} runs in a VM: stop it to change its networks")
 
 
+def refuse_shared_namespace(cfg: dict[str, Any], name: str) -> None:
+    """A container on the host's namespace (`--network host`) or another container's
+    (`--network container:X`; `namespace` in its configuration) has no networks of its
+    own to change (as Docker refuses)."""
+    mode = cfg.get("namespace")
+    kind = mode.get("kind") if isinstance(mode, dict) else None
+    if kind in ("host", "container"):
+        what = "the host's" if kind == "host" else "another container's"
+        raise Conflict(
+            f"container {name} uses {what} network namespace: it has no networks of its own"
+            " to connect or disconnect"
+        )
+
+
 def attach_request(
     owner: str,
     hostname: str,
@@ -112,10 +126,13 @@ class NetworkChanges:
         replies = {str(r[0]): json.loads(r[1]) for r in rows}
         return [replies[s.network] for s in specs if s.network in replies]
 
-    def _refresh_etc(self, cid: str, name: str, cfg: dict[str, Any], atts: list[Any]) -> None:
+    def _refresh_etc(
+        self, cid: str, name: str, cfg: dict[str, Any], atts: list[Any], primary: bool
+    ) -> None:
+        """Rewrite /etc/hosts (and, when the primary network changed, resolv.conf)."""
         try:
             hosts, resolv = self.svc._etc_files(name, cfg, atts)
-            self.svc.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
+            self.svc.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv if primary else None)
         except (OSError, ContainerError) as exc:  # the network change itself stands
             log.warning(f"container-apiserver: rewriting /etc files of {name}: {exc}")
 
@@ -142,6 +159,7 @@ class NetworkChanges:
             specs = specs_of(cfg)
             if any(s.network == network for s in specs):
                 raise Conflict(f"container {name} is already connected to network {network}")
+            refuse_shared_namespace(cfg, name)
             running = row["state"] == "running"
             if running:
                 refuse_live_change_of_vm(cfg, name)
@@ -211,7 +229,7 @@ class NetworkChanges:
                 log.warning(f"container-apiserver: undoing the connect of {name}: {exc}")
             raise
         notify_dns(svc.paths.run_dir)
-        self._refresh_etc(cid, name, cfg, [*live, reply])
+        self._refresh_etc(cid, name, cfg, [*live, reply], primary)
 
     # -- disconnect ---------------------------------------------------------------------
 
@@ -226,6 +244,7 @@ class NetworkChanges:
             if row is None:
                 raise NotFound(f"container {body.get('container')} not found")
             name, cfg = str(row["name"]), json.loads(row["config"])
+            refuse_shared_namespace(cfg, name)
             specs = specs_of(cfg)
             index = next((i for i, s in enumerate(specs) if s.network == network), None)
             if index is None:
@@ -292,4 +311,5 @@ class NetworkChanges:
                 pass
             except ContainerError as exc:  # recovery releases it at the next start
                 log.warning(f"container-apiserver: releasing {name} on {network}: {exc}")
-        self._refresh_etc(cid, name, cfg, [live[s.network] for s in rest if s.network in live])
+        atts = [live[s.network] for s in rest if s.network in live]
+        self._refresh_etc(cid, name, cfg, atts, index == 0)

@@ -388,13 +388,16 @@ class OciRuntime:
     def update_etc(
         self, container_id: str, hosts: str | None = None, resolv_conf: str | None = None
     ) -> None:
-        """Rewrite /etc/hosts or /etc/resolv.conf in place (the bind mounts keep the inode)."""
+        """Rewrite /etc/hosts or /etc/resolv.conf in place (the bind mounts keep the inode).
+
+        Written over, then cut to length: truncating to 0 first made ext4 flush the file
+        on close (its replace-by-truncate heuristic), 1.5 ms a file instead of 0.05."""
         f = self._files(container_id)
         for name, text in (("hosts", hosts), ("resolv.conf", resolv_conf)):
             if text is not None:
                 with open(f.etc / name, "r+") as fh:
-                    fh.truncate(0)
                     fh.write(text)
+                    fh.truncate()
 
     def start(self, container_id: str, stdin: bool = False, begin: bool = True) -> int:
         """Start the container detached under conmon; returns the container's pid.
