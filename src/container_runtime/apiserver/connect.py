@@ -28,7 +28,7 @@ from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..models import AttachmentSpec, NetworkConfiguration, check_static_address, network_mtu
 from ..models import str_list as _str_list
-from . import endpoints, reservations
+from . import endpoints, netjoin, reservations
 
 if TYPE_CHECKING:
     from .containers import ContainerService
@@ -139,6 +139,7 @@ class NetworkChanges:
             if row is None:
                 raise NotFound(f"container {body.get('container')} not found")
             name, cfg = str(row["name"]), json.loads(row["config"])
+            netjoin.refuse_network_change(svc, cfg, name)
             specs = specs_of(cfg)
             if any(s.network == network for s in specs):
                 raise Conflict(f"container {name} is already connected to network {network}")
@@ -147,6 +148,8 @@ class NetworkChanges:
                 refuse_live_change_of_vm(cfg, name)
             svc.networks.check_dns_names(name, [network], cid)
             svc.networks.check_aliases(spec.aliases, network, cid)
+            if not specs and cfg.get("hostname"):  # its first network: --hostname's name
+                svc.networks.check_dns_names(cfg["hostname"], [network], cid, what="hostname")
             plugin = config.plugin
             undo = reservations.reserve_all(svc.helper_for, lambda _: plugin, cid, [spec])
             try:
@@ -176,7 +179,7 @@ class NetworkChanges:
         primary = not live
         request = attach_request(
             cid,
-            name,
+            (cfg.get("hostname") if primary else None) or name,  # eth0: --hostname's name
             spec,
             config,
             str(svc.sandboxes.path(cid)),
@@ -226,6 +229,7 @@ class NetworkChanges:
             if row is None:
                 raise NotFound(f"container {body.get('container')} not found")
             name, cfg = str(row["name"]), json.loads(row["config"])
+            netjoin.refuse_network_change(svc, cfg, name)
             specs = specs_of(cfg)
             index = next((i for i, s in enumerate(specs) if s.network == network), None)
             if index is None:
