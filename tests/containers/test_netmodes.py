@@ -183,6 +183,29 @@ def test_the_host_by_name_on_a_dual_stack_network(names: System) -> None:
         inst.cli("network", "rm", "dual14", check=False)
 
 
+def test_hostname_on_the_first_network_connected_live(names: System) -> None:
+    """A container started with --network none and --hostname: the network it is then
+    connected to is its first, so its interface there carries the hostname."""
+    inst = names.inst
+    inst.cli("run", "-d", "--name", "late", "--hostname", "latehost", "--network", "none",
+             names.image)  # fmt: skip
+    try:
+        inst.cli("run", "-d", "--name", "late2", "--hostname", "asker", "--network", "none",
+                 names.image)  # fmt: skip
+        refused_and_unchanged(
+            inst,
+            ["network", "connect", NET, "late2"],
+            "the DNS name asker of hostname asker is already taken on network names14",
+        )
+        inst.cli("network", "connect", NET, "late")
+        ip = address(inst, "late")
+        assert inspect(inst, "late")["networks"][0]["hostname"] == "latehost.test."
+        assert resolve_in(inst, "asker", "latehost") == [ip]
+        assert resolve_in(inst, "asker", "late") == [ip]
+    finally:
+        inst.cli("rm", "-f", "late", "late2", check=False)
+
+
 def test_add_host_entries(names: System) -> None:
     inst = names.inst
     inst.cli(
@@ -221,6 +244,9 @@ def test_network_host(names: System) -> None:
         # Real packets: its server, bound to loopback, is the daemons' namespace's own.
         assert http_get(inst, "http://127.0.0.1:18091/") == HELLO
         assert "127.0.0.1\thost.container.internal" in sh(inst, "hostnet", "cat /etc/hosts")
+        refused_and_unchanged(
+            inst, ["network", "connect", NET, "hostnet"], "container hostnet uses --network host"
+        )
         assert got["id"] not in {a["owner"] for a in attachments(inst, "default")}
         kill_apiserver(inst)
         assert inspect(inst, "hostnet")["networkMode"] == "host"
@@ -267,6 +293,11 @@ def test_network_container(names: System) -> None:
             (["--network", f"container:owner,{NET}"], "is not a container name"),
         ):
             refused_and_unchanged(inst, ["run", "-d", "--name", "bad", *argv, ref], fragment)
+        # It has no networks of its own to change (they are the owner's).
+        for argv in (["connect", NET, "joiner"], ["disconnect", NET, "joiner"]):
+            refused_and_unchanged(
+                inst, ["network", *argv], "container joiner uses --network container:owner"
+            )
         kill_apiserver(inst)
         assert inspect(inst, "joiner")["networkMode"] == "container:owner"
         refused_and_unchanged(inst, ["rm", "-f", "owner"], "network namespace of container joiner")

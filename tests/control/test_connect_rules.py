@@ -12,7 +12,6 @@ from container_runtime.apiserver import endpoints
 from container_runtime.apiserver.connect import (
     connect_spec,
     refuse_live_change_of_vm,
-    refuse_shared_namespace,
 )
 from container_runtime.dns import wire
 from container_runtime.dns.records import load_snapshot
@@ -25,14 +24,6 @@ def test_a_running_vm_container_refuses_network_changes_in_one_line() -> None:
         refuse_live_change_of_vm({"isolation": "vm"}, "x")
     assert info.value.message == "container x runs in a VM: stop it to change its networks"
     refuse_live_change_of_vm({}, "x")  # a namespace container: allowed
-
-
-def test_a_container_in_a_shared_namespace_has_no_networks_to_change() -> None:
-    for kind in ("host", "container"):
-        with pytest.raises(Conflict, match="no networks of its own"):
-            refuse_shared_namespace({"namespace": {"kind": kind}}, "x")
-    refuse_shared_namespace({"namespace": {"kind": "private"}}, "x")
-    refuse_shared_namespace({}, "x")
 
 
 def test_connect_flags_are_validated_like_a_network_spec() -> None:

@@ -28,7 +28,7 @@ from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..models import AttachmentSpec, NetworkConfiguration, check_static_address, network_mtu
 from ..models import str_list as _str_list
-from . import endpoints, reservations
+from . import endpoints, netjoin, reservations
 
 if TYPE_CHECKING:
     from .containers import ContainerService
@@ -41,20 +41,6 @@ def refuse_live_change_of_vm(cfg: dict[str, Any], name: str) -> None:
     are not hot-plugged (yet), so a running one's networks cannot change."""
     if cfg.get("isolation") == "vm":
         raise Conflict(f"container {name} runs in a VM: stop it to change its networks")
-
-
-def refuse_shared_namespace(cfg: dict[str, Any], name: str) -> None:
-    """A container on the host's namespace (`--network host`) or another container's
-    (`--network container:X`; `namespace` in its configuration) has no networks of its
-    own to change (as Docker refuses)."""
-    mode = cfg.get("namespace")
-    kind = mode.get("kind") if isinstance(mode, dict) else None
-    if kind in ("host", "container"):
-        what = "the host's" if kind == "host" else "another container's"
-        raise Conflict(
-            f"container {name} uses {what} network namespace: it has no networks of its own"
-            " to connect or disconnect"
-        )
 
 
 def attach_request(
@@ -156,15 +142,17 @@ class NetworkChanges:
             if row is None:
                 raise NotFound(f"container {body.get('container')} not found")
             name, cfg = str(row["name"]), json.loads(row["config"])
+            netjoin.refuse_network_change(svc, cfg, name)
             specs = specs_of(cfg)
             if any(s.network == network for s in specs):
                 raise Conflict(f"container {name} is already connected to network {network}")
-            refuse_shared_namespace(cfg, name)
             running = row["state"] == "running"
             if running:
                 refuse_live_change_of_vm(cfg, name)
             svc.networks.check_dns_names(name, [network], cid)
             svc.networks.check_aliases(spec.aliases, network, cid)
+            if not specs and cfg.get("hostname"):  # its first network: --hostname's name
+                svc.networks.check_dns_names(cfg["hostname"], [network], cid, what="hostname")
             plugin = config.plugin
             undo = reservations.reserve_all(svc.helper_for, lambda _: plugin, cid, [spec])
             try:
@@ -194,7 +182,7 @@ class NetworkChanges:
         primary = not live
         request = attach_request(
             cid,
-            name,
+            (cfg.get("hostname") if primary else None) or name,  # eth0: --hostname's name
             spec,
             config,
             str(svc.sandboxes.path(cid)),
@@ -244,7 +232,7 @@ class NetworkChanges:
             if row is None:
                 raise NotFound(f"container {body.get('container')} not found")
             name, cfg = str(row["name"]), json.loads(row["config"])
-            refuse_shared_namespace(cfg, name)
+            netjoin.refuse_network_change(svc, cfg, name)
             specs = specs_of(cfg)
             index = next((i for i, s in enumerate(specs) if s.network == network), None)
             if index is None:

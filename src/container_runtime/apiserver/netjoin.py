@@ -100,6 +100,18 @@ def check_removable(svc: ContainerService, cid: str, name: str) -> None:
         )
 
 
+def refuse_network_change(svc: ContainerService, cfg: dict[str, Any], name: str) -> None:
+    """`network connect|disconnect` of a container without a namespace of its own: it has
+    no networks to change (they are its owner's, or the host's)."""
+    mode = mode_of(cfg)
+    if mode.kind != "private":
+        raise Conflict(
+            f"container {name} uses --network {_text(svc, mode)}: it has no networks of its"
+            " own to connect or disconnect"
+            + (f" (change those of container {_name(svc, mode.owner)})" if mode.owner else "")
+        )
+
+
 def check_joinable(svc: ContainerService, cfg: dict[str, Any]) -> None:
     """Before a start changes anything: a joiner's owner must be running."""
     mode = mode_of(cfg)
