@@ -15,6 +15,9 @@ Known keys (everything else is refused, so a typo never goes unnoticed):
 
     [plugins]
     path = ["/usr/local/libexec/container/plugins"]
+
+    [container]
+    isolation = "namespace"        # or "vm": `run`/`create` as with --vm (docs/VM.md)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .models import (
     check_usable_subnet,
     parse_ipv4_subnet,
     parse_ipv6_subnet,
+    parse_isolation_name,
     parse_mtu,
     validate_domain,
 )
@@ -53,6 +57,7 @@ class Config:
     dns_domain: str | None = "test"
     dns_upstreams: tuple[str, ...] = ()
     plugin_path: tuple[str, ...] = field(default_factory=tuple)
+    isolation: str = "namespace"
     source: str = "(defaults)"
     path: str = ""  # where the config file is (or would be), for messages
 
@@ -61,6 +66,7 @@ _SCHEMA: dict[str, set[str]] = {
     "network": {"subnet", "subnetv6", "mtu", "pool", "pool_prefix"},
     "dns": {"domain", "upstreams"},
     "plugins": {"path"},
+    "container": {"isolation"},
 }
 
 
@@ -112,6 +118,7 @@ def load_config(path: Path) -> Config:
     net: dict[str, Any] = data.get("network", {})
     dns: dict[str, Any] = data.get("dns", {})
     plugins: dict[str, Any] = data.get("plugins", {})
+    container: dict[str, Any] = data.get("container", {})
     kwargs: dict[str, Any] = {"source": str(path), "path": str(path)}
 
     def checked(section: str, key: str, parse: Any, raw: Any, kind: type) -> Any:
@@ -152,6 +159,10 @@ def load_config(path: Path) -> Config:
         if not isinstance(raw_path, list) or not all(isinstance(p, str) for p in raw_path):
             raise fail("plugins", "path", "expected a list of directory paths")
         kwargs["plugin_path"] = tuple(raw_path)
+    if "isolation" in container:
+        kwargs["isolation"] = checked(
+            "container", "isolation", parse_isolation_name, container["isolation"], str
+        )
     config = Config(**kwargs)
     if config.pool_prefix < config.pool.prefixlen:
         raise fail("network", "pool_prefix", f"larger than the pool {config.pool}")

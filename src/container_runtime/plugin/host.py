@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..config import load_config
@@ -103,7 +104,7 @@ class PluginHost:
             self.allocator.release(config.name, request.owner)
             raise
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
-        return attachment
+        return replace(attachment, host_interface=host_ifname)
 
     def detach(self, network: str, owner: str) -> Attachment:
         host_ifname = self.allocator.host_ifname(network, owner)
