@@ -25,6 +25,7 @@ from support import probes
 from support.instance import Instance, Result, assert_refused, attachments
 from support.registry import free_port
 
+from ..containers.test_containers import wait_for
 from .conftest import System
 
 HELLO = "hello from busybox"
@@ -60,15 +61,6 @@ def http_get(inst: Instance, via: str, host: str, port: int = 80, timeout: int =
 
 def host_get(inst: Instance, url: str) -> Result:
     return inst.sh("timeout", "3", "busybox", "wget", "-q", "-O", "-", url, check=False)
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def qemu_pids(inst: Instance) -> list[int]:
