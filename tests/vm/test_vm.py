@@ -32,6 +32,7 @@ HELLO = "hello from busybox"
 MAC = "02:42:0a:47:01:99"
 MTU = 1400
 NETS = {"vma": "10.71.1.0/24", "vmb": "10.71.2.0/24", "vmi": "10.71.3.0/24"}
+V6 = "fd71:1::/64"  # vma's IPv6 subnet
 OUTSIDE = "10.99.71.1"  # a host address outside every network (an uplink-like interface)
 
 
@@ -96,7 +97,7 @@ def world(system: System) -> Iterator[World]:
     inst.sh("ip", "link", "set", "vmuppeer", "up")
     try:
         for name, subnet in NETS.items():
-            extra = ["--internal"] if name == "vmi" else []
+            extra = {"vmi": ["--internal"], "vma": ["--subnet-v6", V6]}.get(name, [])
             inst.cli("network", "create", name, "--subnet", subnet, *extra)
         inst.cli("run", "-d", "--name", "ns1", "--network", "vma", ref)
         inst.cli("run", "-d", "--name", "nsb", "--network", "vmb", ref)
@@ -157,11 +158,13 @@ def test_guest_sees_mac_mtu_route_and_etc_files(world: World) -> None:
     addr = address(inst, "vm1")
     out = inst.cli(
         "exec", "vm1", "sh", "-c",
-        "cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; ip route; hostname;"
+        "cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; ip route; ip -6 route;"
+        " ip -6 addr show dev eth0; hostname;"
         " cat /etc/hosts /etc/resolv.conf; pwd; echo $GREETING",
     ).stdout  # fmt: skip
     assert f"{MAC}\n{MTU}\n" in out
     assert "default via 10.71.1.1 dev eth0" in out
+    assert "inet6 fd71:1::" in out and "default via fd71:1::1 dev eth0" in out
     assert f"{addr}\tvm1.test vm1" in out and "nameserver 10.71.1.1" in out
     assert "\nvm1\n" in out and "/www\n" in out  # hostname, the image's workdir
     assert "hello from the image" in out  # the image's env

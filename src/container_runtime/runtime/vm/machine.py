@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 import signal as signal_mod
@@ -54,6 +55,7 @@ QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 BOOT_TIMEOUT = 30.0
 PROBE_TIMEOUT = 5.0
 KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1 pci=off no_timer_check"
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 DEFAULT_CPUS = 1
 DEFAULT_MEMORY_MB = 256
 
@@ -458,6 +460,8 @@ def attachment_nic(reply: dict[str, Any]) -> Nic:
         raise ContainerError(
             f"the network plugin made no TAP device for network {reply.get('network')}"
         )
+    if not isinstance(tap, str) or not IFNAME_RE.match(tap):  # it reaches QEMU's argv
+        raise ContainerError(f"the network plugin named an invalid TAP device {tap!r}")
     ipv6 = reply.get("ipv6Address")
     gw6 = None
     if ipv6:
