@@ -273,6 +273,33 @@ def test_kill_9_of_qemu_releases_the_attachments(world: World) -> None:
     assert host_get(inst, f"http://127.0.0.1:{world.port}/").returncode != 0
 
 
+def test_foreground_run_prints_output_and_returns_the_exit_status(world: World) -> None:
+    inst, ref = world.inst, world.ref
+    before = set(taps(inst)), inst.cli("ls", "-a", "-q").stdout
+    script = "echo hi; echo oops >&2; exit 7"
+    r = inst.cli("run", "--rm", "--vm", "--network", "vma", ref, "sh", "-c", script, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (7, "hi\n", "oops\n")
+    assert (set(taps(inst)), inst.cli("ls", "-a", "-q").stdout) == before  # --rm: all gone
+
+
+def test_qemu_killed_while_the_api_server_is_down_is_reconciled(world: World) -> None:
+    inst = world.inst
+    inst.cli("start", "vm1")
+    cid = inspect(inst, "vm1")["id"]
+    pid = inst.pid("apiserver")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the API server to die")
+    (qemu,) = qemu_pids(inst)
+    os.kill(qemu, signal.SIGKILL)
+    wait_for(lambda: not (inst.run_dir / "vm" / cid[:12]).exists(), 10, "the shim to end")
+    inst.start()  # reconciliation: stopped, attachments and TAP released
+    info = inspect(inst, "vm1")
+    assert info["state"] == "stopped" and info["exitCode"] == 137
+    assert not [a for a in attachments(inst, "vma") if a["owner"] == cid]
+    assert not taps(inst)
+
+
 def test_start_again_then_system_stop_leaves_nothing(world: World) -> None:
     inst = world.inst
     inst.cli("start", "vm1")
