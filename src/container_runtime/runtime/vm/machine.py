@@ -202,7 +202,8 @@ class VmRuntime:
             return None
 
     def boot_times(self, cid: str) -> dict[str, float]:
-        """The last boot's parts in ms: QEMU until the kernel runs (`vm`), the kernel and
+        """The last boot's parts in ms: QEMU until the kernel runs (`vm`; of it `qemu`:
+        until QEMU's sockets listen), the kernel and
         the modules until our init (`kernel`), the interfaces (`network`), the /etc files
         and mounts until the process runs (`process`); from the shim's and the init's marks
         (the guest's uptime for the parts inside it)."""
@@ -211,6 +212,7 @@ class VmRuntime:
             return {}
         out = {
             "vm": (m["init"] - m["shim"] - m["initUptime"]) * 1000,
+            "qemu": (m.get("qemu", m["shim"]) - m["shim"]) * 1000,
             "kernel": m["initUptime"] * 1000,
             "network": (m["networkUptime"] - m["initUptime"]) * 1000,
         }

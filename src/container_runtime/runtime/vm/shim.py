@@ -157,6 +157,7 @@ class Shim:
         _write_atomic(self.vmdir / "qemu.pid", f"{self.qemu.pid}\n")
         try:
             self.ctl = self._connect("ctl")
+            self.marks["qemu"] = time.time()  # QEMU is up: its chardevs listen
             streams = {self._connect(n): n for n in ("stdout", "stderr")}
         except OSError:
             return self._finish()
