@@ -118,7 +118,7 @@ class ContainerService:
         self.images = ImageStore(paths.images_dir)
         self.runtime = OciRuntime(paths.containers_dir, paths.run_dir, self.images)
         self.sandboxes = Sandboxes(paths.netns_dir)
-        self.vms = VmRuntime(paths.root / "vms", paths.run_dir, self.images)
+        self.vms = VmRuntime(paths.vms_dir, paths.run_dir, self.images)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._create_lock = threading.Lock()
