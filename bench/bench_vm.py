@@ -132,7 +132,7 @@ def main() -> None:
     print(f"accelerator {accel}; load average {load[0]:.1f} {load[1]:.1f} (2 CPUs)")
     print(f"VM run -d until it answers TCP      {med(vm_tcp)}   (target <= 3000 ms, TCG)")
     print(f"VM run -d returned (process runs)   {med(vm_ret)}")
-    for key in ("vm", "qemu", "kernel", "network", "process", "total"):
+    for key in ("vm", "qemu", "kernel", "rootfs", "network", "process", "total"):
         if key in parts:
             print(f"  part {key:<9}                     {med(parts[key])}")
     print(f"VM networking part of the start     {med(vm_net)}   (target <= 15 ms)")

@@ -20,29 +20,42 @@ mark() { echo "mark $1 $(cut -d' ' -f1 /proc/uptime)" >&3; }
 mark init
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,access=client rootfs /newroot \
   || { echo "exit 125 cannot mount the root filesystem" >&3; reboot -f; }
-# Interfaces by MAC: virtio-mmio probe order is not the host's eth order.
+mark rootfs
+# Interfaces by MAC: virtio-mmio probe order is not the host's eth order. A NIC with
+# another name first gets a temporary one, so two NICs never want one name at once.
+# (Each command here is a fork and exec under emulation: builtins where they do.)
 ip link set lo up
 i=0
 while [ "$i" -lt "$CT_NICS" ]; do
-  eval "mac=\$CT_NIC${i}_MAC"
+  eval "mac=\$CT_NIC${i}_MAC name=\$CT_NIC${i}_NAME"
   for n in /sys/class/net/*; do
-    [ "$(cat "$n/address")" = "$mac" ] && ip link set "${n##*/}" name "ctnic$i"
+    read -r a < "$n/address"
+    [ "$a" = "$mac" ] || continue
+    if [ "${n##*/}" = "$name" ]; then
+      eval "dev$i=\$name"
+    else
+      ip link set "${n##*/}" name "ctnic$i"
+      eval "dev$i=ctnic$i"
+    fi
   done
   i=$((i + 1))
 done
 i=0
 while [ "$i" -lt "$CT_NICS" ]; do
-  eval "name=\$CT_NIC${i}_NAME addr=\$CT_NIC${i}_ADDR gw=\$CT_NIC${i}_GW mtu=\$CT_NIC${i}_MTU"
-  eval "addr6=\$CT_NIC${i}_ADDR6 gw6=\$CT_NIC${i}_GW6"
-  ip link set "ctnic$i" name "$name"
-  ip link set "$name" mtu "$mtu"
+  eval "dev=\$dev$i name=\$CT_NIC${i}_NAME addr=\$CT_NIC${i}_ADDR gw=\$CT_NIC${i}_GW"
+  eval "mtu=\$CT_NIC${i}_MTU addr6=\$CT_NIC${i}_ADDR6 gw6=\$CT_NIC${i}_GW6"
+  if [ "$dev" = "$name" ]; then
+    ip link set "$name" mtu "$mtu"
+  else
+    ip link set "$dev" name "$name" mtu "$mtu"
+  fi
   if [ -z "$addr6" ]; then
     echo 1 > "/proc/sys/net/ipv6/conf/$name/disable_ipv6"
   else
     echo 0 > "/proc/sys/net/ipv6/conf/$name/accept_dad"
+    ip -6 addr add "$addr6" dev "$name"
   fi
   ip addr add "$addr" dev "$name"
-  [ -n "$addr6" ] && ip -6 addr add "$addr6" dev "$name"
   ip link set "$name" up
   if [ "$i" = 0 ]; then
     ip route add default via "$gw" dev "$name"
@@ -51,9 +64,10 @@ while [ "$i" -lt "$CT_NICS" ]; do
   i=$((i + 1))
 done
 mark network
-hostname "$CT_HOSTNAME"
+echo "$CT_HOSTNAME" > /proc/sys/kernel/hostname
 mkdir -p /newroot/etc /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
-for f in hosts resolv.conf hostname; do cat "/ct/$f" > "/newroot/etc/$f"; done
+copy() { while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1" > "$2"; }
+for f in hosts resolv.conf hostname; do copy "/ct/$f" "/newroot/etc/$f"; done
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
