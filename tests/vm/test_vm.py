@@ -51,6 +51,11 @@ def address(inst: Instance, name: str) -> str:
     return str(inspect(inst, name)["networks"][0]["address"]).split("/")[0]
 
 
+def global_v6(inst: Instance, name: str) -> str:
+    out = inst.cli("exec", name, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global")
+    return out.stdout.split("inet6 ", 1)[1].split("/", 1)[0]
+
+
 def http_get(inst: Instance, via: str, host: str, port: int = 80, timeout: int = 3) -> Result:
     """GET / from inside a container (VM or namespace) through busybox nc; stdout = body."""
     script = f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w {timeout} {host} {port}'
@@ -186,6 +191,11 @@ def test_vm_and_namespace_container_reach_each_other_by_address_and_name(world: 
     assert ns in inst.cli("exec", "vm1", "nslookup", "ns1").stdout
     assert http_get(inst, "vm1", "ns1.test").stdout.strip() == HELLO
     assert http_get(inst, "ns1", "vm1.test").stdout.strip() == HELLO
+    # and over IPv6 (vma has a v6 subnet: the guest configured its address itself)
+    vm6, ns6 = global_v6(inst, "vm1"), global_v6(inst, "ns1")
+    assert vm6.startswith("fd71:1::") and ns6.startswith("fd71:1::")
+    assert http_get(inst, "ns1", vm6).stdout.strip() == HELLO
+    assert http_get(inst, "vm1", ns6).stdout.strip() == HELLO
 
 
 def test_vm_does_not_reach_another_network(world: World) -> None:
