@@ -10,6 +10,7 @@ PACKAGES=(
   busybox-static runc conmon skopeo umoci docker-registry
   containernetworking-plugins dnsutils jq systemd dbus-daemon tini
   dnsperf  # bench/bench_dns.py, bench/bench_dnsnames.py
+  qemu-system-x86
 )
 # Services (named as their packages) that packages above enable and start on install,
 # which the project does not use as services (tests start the registry binary themselves, tests/support/registry.py).
@@ -104,4 +105,8 @@ if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$stamp" ] || [ ! -x .venv/bin/c
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
   echo "$stamp" > .venv/.setup-stamp
 fi
+# The guest of VM containers (`run --vm`, docs/VM.md): Debian's kernel (uncompressed) and
+# an initramfs of our init, busybox-static and the virtio modules, rebuilt when the
+# packages or the init change (runtime/vm/guest.py).
+.venv/bin/python -m container_runtime.runtime.vm.guest "${CONTAINER_VM_GUEST:-/var/lib/container/vm-guest}"
 echo "setup: done (.venv/bin/container)"

@@ -16,6 +16,9 @@ Known keys (everything else is refused, so a typo never goes unnoticed):
     [plugins]
     path = ["/usr/local/libexec/container/plugins"]
     cni_path = ["/usr/lib/cni"]    # the cni plugin's CNI binaries (searched in order)
+
+    [container]
+    isolation = "namespace"        # or "vm": `run`/`create` as with --vm (docs/VM.md)
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .models import (
     check_usable_subnet,
     parse_ipv4_subnet,
     parse_ipv6_subnet,
+    parse_isolation_name,
     parse_mtu,
     validate_domain,
 )
@@ -56,6 +60,7 @@ class Config:
     plugin_path: tuple[str, ...] = field(default_factory=tuple)
     # where the cni plugin finds CNI plugin binaries (docs/PLUGINS.md)
     cni_path: tuple[str, ...] = ("/usr/lib/cni",)
+    isolation: str = "namespace"
     source: str = "(defaults)"
     path: str = ""  # where the config file is (or would be), for messages
 
@@ -64,6 +69,7 @@ _SCHEMA: dict[str, set[str]] = {
     "network": {"subnet", "subnetv6", "mtu", "pool", "pool_prefix"},
     "dns": {"domain", "upstreams"},
     "plugins": {"path", "cni_path"},
+    "container": {"isolation"},
 }
 
 
@@ -115,6 +121,7 @@ def load_config(path: Path) -> Config:
     net: dict[str, Any] = data.get("network", {})
     dns: dict[str, Any] = data.get("dns", {})
     plugins: dict[str, Any] = data.get("plugins", {})
+    container: dict[str, Any] = data.get("container", {})
     kwargs: dict[str, Any] = {"source": str(path), "path": str(path)}
 
     def checked(section: str, key: str, parse: Any, raw: Any, kind: type) -> Any:
@@ -164,6 +171,10 @@ def load_config(path: Path) -> Config:
         ):
             raise fail("plugins", "cni_path", "expected a list of absolute directory paths")
         kwargs["cni_path"] = tuple(raw_cni)
+    if "isolation" in container:
+        kwargs["isolation"] = checked(
+            "container", "isolation", parse_isolation_name, container["isolation"], str
+        )
     config = Config(**kwargs)
     if config.pool_prefix < config.pool.prefixlen:
         raise fail("network", "pool_prefix", f"larger than the pool {config.pool}")

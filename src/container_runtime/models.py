@@ -503,6 +503,7 @@ class Attachment:
     ipv6_address: ipaddress.IPv6Interface | None = None
     netns: str | None = None
     strategy: str | None = None
+    host_interface: str | None = None  # the host-side link the plugin made (a TAP for a VM)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -521,6 +522,8 @@ class Attachment:
             out["netns"] = self.netns
         if self.strategy is not None:
             out["strategy"] = self.strategy
+        if self.host_interface is not None:
+            out["hostInterface"] = self.host_interface
         return out
 
     @classmethod
@@ -538,6 +541,7 @@ class Attachment:
             ipv6_address=ipaddress.IPv6Interface(v6) if v6 else None,
             netns=data.get("netns"),
             strategy=data.get("strategy"),
+            host_interface=data.get("hostInterface"),
         )
 
 
@@ -771,9 +775,17 @@ class ContainerConfig:
     hostname: str | None = None  # --hostname (UTS name, first network's DNS name)
     domainname: str | None = None  # --domainname (UTS domain name, /etc/hosts)
     extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host (name, ip | host-gateway)
+    isolation: str = "namespace"  # "namespace" | "vm" (its own QEMU VM: docs/VM.md)
+    cpus: int | None = None  # VM only
+    memory_mb: int | None = None  # VM only
 
     @classmethod
-    def parse(cls, body: dict[str, Any], default_domain: str | None) -> ContainerConfig:
+    def parse(
+        cls,
+        body: dict[str, Any],
+        default_domain: str | None,
+        default_isolation: str = "namespace",
+    ) -> ContainerConfig:
         namespace, texts = parse_namespace_mode(str_list(body.get("networks"), "networks"))
         specs = [AttachmentSpec.parse(s) for s in texts]
         if not specs and namespace.kind == "private":
@@ -881,6 +893,7 @@ class ContainerConfig:
             hostname=hostname,
             domainname=domainname,
             extra_hosts=extra_hosts,
+            **parse_isolation(body, default_isolation),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -903,6 +916,9 @@ class ContainerConfig:
             "hostname": self.hostname,
             "domainname": self.domainname,
             "extraHosts": [list(pair) for pair in self.extra_hosts],
+            "isolation": self.isolation,
+            "cpus": self.cpus,
+            "memoryMB": self.memory_mb,
         }
 
 
@@ -947,3 +963,47 @@ def _parse_names(
                 " (the container shares that container's names)"
             )
     return values["hostname"], values["domainname"], tuple(hosts)
+
+
+ISOLATIONS = ("namespace", "vm")
+MAX_VM_CPUS = 64
+MIN_VM_MEMORY_MB = 64
+MAX_VM_MEMORY_MB = 1 << 20
+_SIZE_RE = re.compile(r"^([0-9]+)([kmgt]?)(i?b)?$")
+
+
+def parse_isolation_name(value: Any) -> str:
+    if value not in ISOLATIONS:
+        raise InvalidArgument(f"invalid isolation {value!r} (valid: {', '.join(ISOLATIONS)})")
+    return str(value)
+
+
+def parse_memory(value: Any) -> int:
+    """`--memory SIZE`: bytes, or a number with K, M, G or T (binary units); in MiB."""
+    m = _SIZE_RE.match(str(value).strip().lower())
+    if not m:
+        raise InvalidArgument(f"invalid memory size {value!r}: expected e.g. 512M or 1G")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    mib = int(m.group(1)) * scale // (1 << 20)
+    if not MIN_VM_MEMORY_MB <= mib <= MAX_VM_MEMORY_MB:
+        raise InvalidArgument(
+            f"invalid memory size {value!r}: must be between {MIN_VM_MEMORY_MB} MiB and 1 TiB"
+        )
+    return mib
+
+
+def parse_isolation(body: dict[str, Any], default: str = "namespace") -> dict[str, Any]:
+    """`isolation` ("vm" for --vm), `cpus` and `memory` of a create request."""
+    isolation = parse_isolation_name(body.get("isolation") or default)
+    cpus, memory = body.get("cpus"), body.get("memory")
+    if isolation != "vm" and (cpus is not None or memory is not None):
+        raise InvalidArgument("--cpus and --memory need --vm")
+    if cpus is not None:
+        if isinstance(cpus, bool) or not str(cpus).isdigit() or not 1 <= int(cpus) <= MAX_VM_CPUS:
+            raise InvalidArgument(f"invalid --cpus {cpus!r}: must be 1 to {MAX_VM_CPUS}")
+        cpus = int(cpus)
+    return {
+        "isolation": isolation,
+        "cpus": cpus,
+        "memory_mb": parse_memory(memory) if memory is not None else None,
+    }

@@ -76,6 +76,11 @@ class Paths:
         return self.root / "containers"
 
     @property
+    def vms_dir(self) -> Path:
+        """VM containers' directories (runtime/vm/machine.py)."""
+        return self.root / "vms"
+
+    @property
     def images_dir(self) -> Path:
         return self.root / "images"
 

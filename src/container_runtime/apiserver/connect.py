@@ -48,7 +48,7 @@ def attach_request(
     hostname: str,
     spec: AttachmentSpec,
     config: NetworkConfiguration,
-    netns: str,
+    netns: str | None,
     interface: str,
     primary: bool,
     strategy: str,

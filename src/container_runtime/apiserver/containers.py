@@ -53,8 +53,9 @@ from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.sandbox import Sandboxes
 from ..runtime.spec import BindMount
+from ..runtime.vm.machine import VmRuntime
 from ..state import Database
-from . import endpoints, netjoin, recovery, reservations
+from . import endpoints, netjoin, recovery, reservations, vmstart
 from .connect import NetworkChanges, attach_request, specs_of
 from .container_routes import register_routes
 from .etcfiles import short_hostname
@@ -97,12 +98,11 @@ _short_hostname = short_hostname
 
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    parsed = ContainerConfig.parse(body, config.dns_domain)
-    # The request's isolation, else the config's default (VM containers: docs/VM.md).
-    default = str(getattr(config, "isolation", None) or "namespace")
-    check_isolation_supports(parsed.namespace, str(body.get("isolation") or default))
+    parsed = ContainerConfig.parse(body, config.dns_domain, config.isolation)
+    check_isolation_supports(parsed.namespace, parsed.isolation)  # VMs: docs/VM.md
     cfg = parsed.to_json()
     cfg.update(parse_run_options(body))
+    vmstart.check_create(cfg)
     return cfg
 
 
@@ -123,6 +123,7 @@ class ContainerService:
         self.images = ImageStore(paths.images_dir)
         self.runtime = OciRuntime(paths.containers_dir, paths.run_dir, self.images)
         self.sandboxes = Sandboxes(paths.netns_dir)
+        self.vms = VmRuntime(paths.vms_dir, paths.run_dir, self.images)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._create_lock = threading.Lock()
@@ -138,6 +139,13 @@ class ContainerService:
             lock = self._locks.setdefault(cid, threading.Lock())
         with lock:
             yield
+
+    def _rt(self, cid: str, cfg: dict[str, Any] | None = None) -> OciRuntime | VmRuntime:
+        """The runtime of a container: runc + conmon, or its own VM (isolation "vm")."""
+        if cfg is None:
+            row = self._row(cid)
+            cfg = json.loads(row["config"]) if row is not None else {}
+        return self.vms if cfg.get("isolation") == "vm" else self.runtime
 
     def _row(self, cid: str) -> sqlite3.Row | None:
         with self.db.read() as conn:
@@ -216,6 +224,8 @@ class ContainerService:
             "init": bool(cfg.get("init")),
             "tty": bool(cfg.get("tty")),
             "interactive": bool(cfg.get("interactive")),
+            "isolation": cfg.get("isolation") or "namespace",
+            **vmstart.inspect_fields(self.vms, row["id"], cfg),
         }
 
     def list_containers(self, all_: bool = False) -> list[dict[str, Any]]:
@@ -435,8 +445,11 @@ class ContainerService:
             configs = [self.networks.configuration(spec.network) for spec in specs]
             plugins = [c.plugin for c in configs]
             mode = netjoin.mode_of(cfg)
+            vm = cfg.get("isolation") == "vm"
             path: str | None
-            if mode.kind == "private":
+            if vm:  # no namespace of ours: each attachment is a TAP that QEMU opens
+                path = None
+            elif mode.kind == "private":
                 # The runtime's own: plugins are handed its path (`--network none`: no plugin).
                 path = self.sandboxes.create(cid)
                 sandbox = True
@@ -444,11 +457,11 @@ class ContainerService:
                 path = netjoin.namespace_path(self, mode)
             atts: list[dict[str, Any]] = []
             for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
-                strategy = self.networks.namespace_strategy(config.plugin)
+                strategy = "tap" if vm else self.networks.namespace_strategy(config.plugin)
                 # the helper adds the DNS domain: NAME.DOMAIN. (--hostname: on eth0)
                 hostname = (cfg.get("hostname") if i == 0 else None) or name
                 request = attach_request(
-                    cid, hostname, spec, config, str(path), f"eth{i}", i == 0, strategy
+                    cid, hostname, spec, config, path, f"eth{i}", i == 0, strategy
                 )
                 reply = self.helper_for(config.plugin).request(
                     "POST", f"/networks/{spec.network}/attachments", request, idempotent=True
@@ -474,39 +487,44 @@ class ContainerService:
             notify_dns(self.paths.run_dir)  # the name resolves before the process runs
             network_ms = (time.perf_counter() - began) * 1000
             hosts, resolv = netjoin.etc_files(self, name, cfg, atts, mode)
-            process = ProcessSpec.from_image(
-                image,
-                command=cfg.get("cmd"),
-                entrypoint=cfg.get("entrypoint"),
-                env=cfg.get("env"),
-                cwd=cfg.get("workdir"),
-                terminal=bool(cfg.get("tty")),
-            )
-            if self.runtime.bundle_path(cid).exists():
-                self.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
+            if vm:
+                fresh_bundle = not self.vms.bundle_path(cid).exists()
+                pid = vmstart.start_vm(self.vms, cid, image, name, cfg, atts, hosts, resolv)
             else:
-                volumes = [BindMount(**v) for v in cfg.get("volumes") or []]
-                self.runtime.create_bundle(
-                    cid,
+                process = ProcessSpec.from_image(
                     image,
-                    process,
-                    _short_hostname(name),
-                    path,
-                    hosts,
-                    resolv,
-                    volumes=volumes,
-                    init=bool(cfg.get("init")),
-                    uts=netjoin.uts_names(self, name, cfg, mode),
+                    command=cfg.get("cmd"),
+                    entrypoint=cfg.get("entrypoint"),
+                    env=cfg.get("env"),
+                    cwd=cfg.get("workdir"),
+                    terminal=bool(cfg.get("tty")),
                 )
-                fresh_bundle = True
-            pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
+                if self.runtime.bundle_path(cid).exists():
+                    self.runtime.update_etc(cid, hosts=hosts, resolv_conf=resolv)
+                else:
+                    volumes = [BindMount(**v) for v in cfg.get("volumes") or []]
+                    self.runtime.create_bundle(
+                        cid,
+                        image,
+                        process,
+                        _short_hostname(name),
+                        path,
+                        hosts,
+                        resolv,
+                        volumes=volumes,
+                        init=bool(cfg.get("init")),
+                        uts=netjoin.uts_names(self, name, cfg, mode),
+                    )
+                    fresh_bundle = True
+                pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
         except BaseException as exc:
             self._undo(cid, attached, published, sandbox)
+            rt = self._rt(cid, cfg)
             try:
                 if fresh_bundle:
-                    self.runtime.delete(cid, force=True)
-                elif self.runtime.bundle_path(cid).exists():
-                    self.runtime.release_rootfs(cid)
+                    rt.delete(cid, force=True)
+                elif rt.bundle_path(cid).exists():
+                    rt.release_rootfs(cid)
             except ContainerError:
                 pass
             if isinstance(exc, ContainerError):
@@ -578,7 +596,7 @@ class ContainerService:
         cfg = json.loads(row["config"])
         self._release(cid, cfg)
         try:
-            self.runtime.release_rootfs(cid)  # a stopped container holds no mount
+            self._rt(cid, cfg).release_rootfs(cid)  # a stopped container holds no mount
         except ContainerError as exc:
             log.warning(f"container-apiserver: unmounting the rootfs of {cid[:12]}: {exc}")
         with self.db.write() as conn:
@@ -602,7 +620,7 @@ class ContainerService:
             if row is None:
                 raise NotFound(f"container {ref} not found")
             if row["state"] == "running":
-                code = self.runtime.stop(cid, timeout=timeout, sig=number)
+                code = self._rt(cid).stop(cid, timeout=timeout, sig=number)
                 auto = self._finish(cid, code if code >= 0 else None)
         if auto:
             out = self.get(cid)
@@ -620,9 +638,9 @@ class ContainerService:
                 raise NotFound(f"container {ref} not found")
             if row["state"] != "running":
                 raise Conflict(f"container {row['name']} is not running")
-            self.runtime.kill(cid, number)
+            self._rt(cid).kill(cid, number)
         # Record the exit at once when the signal ends the process (the watcher would too).
-        st = self.runtime.wait(cid, timeout=0.5)
+        st = self._rt(cid).wait(cid, timeout=0.5)
         if st.status == "stopped":
             self._check_one(cid)
         return self.get(cid) if self._row(cid) else {"id": cid, "state": "removed"}
@@ -635,7 +653,7 @@ class ContainerService:
                 raise NotFound(f"container {ref} not found")
             netjoin.check_removable(self, cid, str(row["name"]))
             if row["state"] == "running":
-                alive = self.runtime.state(cid).status == "running"
+                alive = self._rt(cid).state(cid).status == "running"
                 if alive and not force:
                     raise Conflict(
                         f"container {row['name']} is running: stop it first or use --force"
@@ -650,9 +668,10 @@ class ContainerService:
                 self._remove_locked(cid, row)
 
     def _remove_locked(self, cid: str, row: sqlite3.Row) -> None:
-        if self.runtime.bundle_path(cid).exists():
+        rt = self._rt(cid, json.loads(row["config"]))
+        if rt.bundle_path(cid).exists():
             try:
-                self.runtime.delete(cid, force=True)
+                rt.delete(cid, force=True)
             except NotFound:
                 pass
         cfg = json.loads(row["config"])
@@ -690,7 +709,7 @@ class ContainerService:
     def logs(self, ref: str, offset: int) -> dict[str, Any]:
         cid = self.resolve(ref)
         row = self._row(cid)
-        path = self.runtime.logs_path(cid)
+        path = self._rt(cid).logs_path(cid)
         entries: list[dict[str, Any]] = []
         new_offset = offset
         try:
@@ -737,13 +756,15 @@ class ContainerService:
         row = self._row(cid)
         if row is None or row["state"] != "running":
             raise Conflict(f"container {ref} is not running")
-        argv = self.runtime.exec_argv(
-            cid,
-            str_list(body.get("args"), "args"),
-            tty=bool(body.get("tty")),
-            env=parse_env(body.get("env")),
-            cwd=str(body["cwd"]) if body.get("cwd") else None,
-        )
+        args = str_list(body.get("args"), "args")
+        tty, env = bool(body.get("tty")), parse_env(body.get("env"))
+        cwd = str(body["cwd"]) if body.get("cwd") else None
+        cfg = json.loads(row["config"])
+        if cfg.get("isolation") == "vm":
+            process = vmstart.process_of(self.images.inspect(row["image"]), cfg)
+            argv = self.vms.exec_argv(cid, args, tty=tty, env=env, cwd=cwd, process=process)
+        else:
+            argv = self.runtime.exec_argv(cid, args, tty=tty, env=env, cwd=cwd)
         return {"argv": argv}
 
     # -- watching, reconciling, shutting down ---------------------------------------------
@@ -755,7 +776,7 @@ class ContainerService:
             if row is None or row["state"] != "running":
                 return
             try:
-                st = self.runtime.state(cid)
+                st = self._rt(cid).state(cid)
             except NotFound:
                 auto = self._finish(cid, None)
             else:

@@ -97,6 +97,7 @@ def reconcile(svc: ContainerService) -> None:
     """After a start: finish or undo interrupted starts, release networking of
     containers whose process is gone, and of owners (container ids) with no row."""
     _interrupted_starts(svc)
+    _vms(svc)
     for cid in svc._running_ids():
         try:
             svc._check_one(cid)
@@ -114,6 +115,29 @@ def reconcile(svc: ContainerService) -> None:
                 svc.runtime.delete(cid, force=True)
             except ContainerError as exc:
                 log.warning(f"container-apiserver: removing orphan bundle failed: {exc}")
+
+
+def _vms(svc: ContainerService) -> None:
+    """VM containers: a VM whose start the API server did not finish is killed (its
+    container is not running), and the VMs and directories of ids with no row removed."""
+    with svc.db.read() as conn:
+        rows = conn.execute("SELECT id, state, config FROM containers").fetchall()
+    states = {r[0]: r[1] for r in rows if json.loads(r[2]).get("isolation") == "vm"}
+    for cid in svc.vms.list_ids():
+        try:
+            if cid not in states:
+                svc.vms.delete(cid, force=True)
+            elif states[cid] != "running":
+                if svc.vms.state(cid).status == "running":
+                    svc.vms.abort(cid)
+                    svc._mark_failed(cid)
+                    log.info(
+                        f"container-apiserver: stopped the VM of the interrupted start of"
+                        f" {cid[:12]}"
+                    )
+                svc.vms.release_rootfs(cid)
+        except Exception as exc:
+            log.warning(f"container-apiserver: reconciling the VM {cid[:12]} failed: {exc}")
 
 
 def _helper_attachments(

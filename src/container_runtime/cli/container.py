@@ -146,6 +146,13 @@ def _create_flags(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint")
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
     p.add_argument("--insecure", action="store_true", help="plain HTTP to the registry")
+    p.add_argument(
+        "--vm", action="store_true", help="run the container in its own lightweight VM (QEMU)"
+    )
+    p.add_argument("--cpus", metavar="N", help="virtual CPUs of a --vm container (default 1)")
+    p.add_argument(
+        "--memory", metavar="SIZE", help="memory of a --vm container, e.g. 512M (default 256M)"
+    )
     p.add_argument("image", metavar="IMAGE", help="image reference, e.g. nginx:latest")
     p.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments (optional)"
@@ -188,6 +195,9 @@ def _create(args: argparse.Namespace, start: bool) -> dict[str, Any]:
         # exit code and the last output (as the docker client does); detached, the server does.
         "autoRemove": args.rm and (not start or args.detach),
         "start": start,
+        "isolation": "vm" if args.vm else None,
+        "cpus": args.cpus,
+        "memory": args.memory,
     }
     result: dict[str, Any] = client.request("POST", "/v1/containers", body)
     return result

@@ -101,6 +101,7 @@ def _row_to_attachment(row: sqlite3.Row) -> Attachment:
         ipv6_address=ipaddress.IPv6Interface(row["ipv6"]) if row["ipv6"] else None,
         netns=row["netns"],
         strategy=row["strategy"],
+        host_interface=row["host_ifname"],
     )
 
 

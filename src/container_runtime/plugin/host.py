@@ -152,7 +152,7 @@ class PluginHost:
             self.allocator.release(config.name, request.owner)
             raise
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
-        return attachment
+        return replace(attachment, host_interface=host_ifname)
 
     def owner_lock(self, network: str, owner: str) -> threading.Lock:
         with self.owner_locks_guard:

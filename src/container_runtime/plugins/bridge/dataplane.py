@@ -52,6 +52,11 @@ def _attr(msg: Any, name: str) -> Any:
     return msg.get_attr(name)
 
 
+def tap_mac(guest_mac: str) -> str:
+    """The host-side MAC of a TAP whose guest NIC has `guest_mac`."""
+    return "fe" + guest_mac[2:]
+
+
 class LinuxDataPlane:
     """Kernel data plane of the bridge plugin, acting on the namespace it was created in."""
 
@@ -397,6 +402,8 @@ class LinuxDataPlane:
         self, attachment: Attachment, bridge: str, host: str, alias: str, isolated: bool
     ) -> None:
         master = self._bridge(bridge)
+        if int(attachment.mac_address[:2], 16) & 1:
+            raise InvalidArgument(f"refused MAC address {attachment.mac_address}: multicast")
         try:
             with open("/dev/net/tun", "rb", buffering=0) as tun:
                 ifr = struct.pack("16sH", host.encode(), IFF_TAP | IFF_NO_PI)
@@ -409,9 +416,11 @@ class LinuxDataPlane:
         try:
             index = self._ipr.link_lookup(ifname=host)[0]
             try:
-                self._ipr.link(
-                    "set", index=index, address=attachment.mac_address, mtu=attachment.mtu
-                )
+                # The guest's NIC has the attachment's MAC; the TAP (the bridge port on
+                # the host side) must not, or the bridge takes frames to it for its own.
+                # As libvirt does: the same address with fe as its first octet.
+                self._ipr.link("set", index=index, address=tap_mac(attachment.mac_address))
+                self._ipr.link("set", index=index, mtu=attachment.mtu)
             except NetlinkError as exc:
                 raise self._create_error(exc.code, attachment, host) from None
             self._rtnl.batch([rtnl.no_link_local(host)])

@@ -1,0 +1,1 @@
+"""VM containers: a container in its own lightweight QEMU VM (docs/VM.md)."""
