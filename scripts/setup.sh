@@ -8,7 +8,7 @@ PACKAGES=(
   python3 python3-venv python3-pip
   nftables libnftables1 iproute2 iputils-ping util-linux procps
   busybox-static runc conmon skopeo umoci docker-registry
-  containernetworking-plugins dnsutils jq systemd dbus-daemon tini
+  containernetworking-plugins iptables dnsutils jq systemd dbus-daemon tini
 )
 # Services (named as their packages) that packages above enable and start on install,
 # which the project does not use as services (tests start the registry binary themselves, tests/support/registry.py).

@@ -114,6 +114,9 @@ def test_conflist_bridge_portmap_firewall_reach_peer_and_published_port(
         a1, a2 = address(inst, "cweb"), address(inst, "cweb2")
         assert wait_http(inst, f"http://{a1}/", via="cweb2").strip() == HELLO
         assert wait_http(inst, f"http://{a2}/", via="cweb").strip() == HELLO
+        # names resolve as on bridge networks (the embedded DNS on the CNI bridge's gateway)
+        looked = inst.cli("exec", "cweb2", "nslookup", "cweb.test").stdout
+        assert f"Address: {a1}" in looked, looked
         # -p through the list's portmap: the gateway is a local address of the namespace
         assert wait_http(inst, "http://10.77.0.1:8088/").strip() == HELLO
         nat = inst.sh("iptables-save", "-t", "nat").stdout

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,29 +85,40 @@ class Invoker:
             )
         binary = self.find(kind)
         try:
-            proc = subprocess.run(
+            # no preexec_fn (PDEATHSIG): it costs a full fork, ~10-20 ms a call here; a
+            # plugin a killed helper left running is ended by kill_stragglers
+            proc = subprocess.Popen(
                 [str(binary)],
-                input=json.dumps(conf).encode(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=env,
-                capture_output=True,
-                timeout=PLUGIN_TIMEOUT,
-                # no preexec_fn (PDEATHSIG): it costs a full fork, ~10-20 ms a call here;
-                # a plugin a killed helper left running is ended by kill_stragglers
-                check=False,
             )
-        except subprocess.TimeoutExpired:
-            raise CniError(
-                f"CNI plugin {kind} {command} timed out after {PLUGIN_TIMEOUT:.0f} s"
-            ) from None
         except OSError as exc:
             raise CniError(f"CNI plugin {kind} {command} cannot run: {exc.strerror}") from None
-        out = proc.stdout.strip()
+        # A timer, not communicate(timeout=): with a timeout the final wait polls with
+        # sleeps, a millisecond or more on every call.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(PLUGIN_TIMEOUT, expire)
+        timer.start()
+        try:
+            stdout, stderr = proc.communicate(json.dumps(conf).encode())
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise CniError(f"CNI plugin {kind} {command} timed out after {PLUGIN_TIMEOUT:.0f} s")
+        out = stdout.strip()
         try:
             reply = json.loads(out) if out else {}
         except ValueError:
             reply = None
         if proc.returncode != 0:
-            raise CniError(_error_line(kind, command, reply, proc.stderr))
+            raise CniError(_error_line(kind, command, reply, stderr))
         if not isinstance(reply, dict):
             raise CniError(f"CNI plugin {kind} {command} printed no JSON object")
         return reply
