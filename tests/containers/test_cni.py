@@ -13,6 +13,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,29 @@ def counting_dir(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     tmp_path.chmod(0o755)
     yield cni_dir, log
+
+
+# A CNI 1.1 plugin in a few lines (the reference plugins of Debian speak at most 1.0.0): it
+# logs every call with what it was given, and answers ADD with a result of its own (no
+# kernel work), so STATUS and GC, which only CNI 1.1 has, are seen being called.
+FAKE_PLUGIN = """#!{python}
+import json, os, sys
+conf = json.load(sys.stdin)
+cmd = os.environ["CNI_COMMAND"]
+entry = {{"cmd": cmd, "id": os.environ.get("CNI_CONTAINERID"),
+          "valid": conf.get("cni.dev/valid-attachments"), "prev": "prevResult" in conf}}
+if cmd != "VERSION":  # VERSION is given only {{"cniVersion"}}
+    with open(conf["log"], "a") as f:
+        f.write(json.dumps(entry) + "\\n")
+if cmd == "VERSION":
+    print(json.dumps({{"cniVersion": "1.1.0", "supportedVersions": ["1.0.0", "1.1.0"]}}))
+elif cmd == "ADD":
+    n = sum(1 for line in open(conf["log"]) if '"ADD"' in line) + 1
+    print(json.dumps({{"cniVersion": "1.1.0",
+        "interfaces": [{{"name": os.environ["CNI_IFNAME"], "mac": "02:00:00:00:00:%02x" % n,
+                        "sandbox": os.environ["CNI_NETNS"]}}],
+        "ips": [{{"address": "10.81.0.%d/24" % n, "gateway": "10.81.0.1", "interface": 0}}]}}))
+"""
 
 
 def calls(log: Path) -> list[tuple[str, str]]:
@@ -266,6 +290,61 @@ def test_helper_sigkilled_during_add_the_pending_attachment_gets_its_del(
         inst.cli("rm", "-f", "s1", "s2", check=False)
     assert attachments(inst, "cslow") == []
     inst.cli("network", "rm", "cslow")
+
+
+def test_cni_1_1_status_at_create_and_gc_at_helper_start_with_the_valid_attachments(
+    system: System, tmp_path: Path
+) -> None:
+    inst = system.inst
+    plugin_dir = tmp_path / "cni11"
+    plugin_dir.mkdir()
+    fake = plugin_dir / "fake11"
+    fake.write_text(FAKE_PLUGIN.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / "fake11.log"
+    conf = tmp_path / "v11.conflist"
+    conf.write_text(
+        json.dumps(
+            {"cniVersion": "1.1.0", "name": "v11", "plugins": [{"type": "fake11", "log": str(log)}]}
+        )
+    )
+    tmp_path.chmod(0o755)
+
+    def seen(cmd: str) -> list[dict[str, object]]:
+        return [e for e in map(json.loads, log.read_text().splitlines()) if e["cmd"] == cmd]
+
+    inst.cli(
+        "network", "create", "cv11", "--plugin", "cni", "--subnet", "10.81.0.0/24",
+        "--option", f"config={conf}", "--option", f"cni-path={plugin_dir}",
+    )  # fmt: skip
+    assert len(seen("STATUS")) == 1  # asked once, at create, before the network is used
+    keep, gone = inst.pool.create("cv"), inst.pool.create("cv")
+    try:
+        for owner, ns in (("keep", keep), ("gone", gone)):
+            att = inst.cli(
+                "network", "attach", "cv11", "--name", owner, "--netns", f"/run/netns/{ns}",
+                "--strategy", "veth",
+            ).json()  # fmt: skip
+            assert att["address"].startswith("10.81.0.") and att["gateway"] == "10.81.0.1"
+        assert inst.cli("network", "check", "cv11").stdout.strip() == "cv11: ok"
+        assert [e["prev"] for e in seen("CHECK")] == [True, True]  # given the ADD result
+        inst.sh("ip", "netns", "del", gone)  # its sandbox vanishes
+        inst.pool.names.remove(gone)
+        old = inst.pid("network-cni")
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        inst.wait_pid_change("network-cni", old)
+        inst.cli("network", "check", "cv11")  # the restarted helper is serving
+        assert [e["id"] for e in seen("DEL")] == ["gone"]  # released: its sandbox is gone
+        assert seen("DEL")[0]["prev"] is True
+        gc = seen("GC")
+        assert gc and gc[-1]["valid"] == [{"containerID": "keep", "ifname": "eth0"}]
+        assert [a["owner"] for a in attachments(inst, "cv11")] == ["keep"]
+        inst.cli("network", "detach", "cv11", "--name", "keep")
+        assert [e["id"] for e in seen("DEL")] == ["gone", "keep"]
+    finally:
+        inst.cli("network", "detach", "cv11", "--name", "keep", check=False)
+    inst.cli("network", "rm", "cv11")
 
 
 def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) -> None:

@@ -160,6 +160,8 @@ def check(conflist: dict[str, Any], config: NetworkConfiguration, invoker: Invok
                 f"CNI plugin {kind} does not support cniVersion {version}"
                 f" (it supports {', '.join(supported)})"
             )
+    if version_tuple(version) >= (1, 1, 0):
+        invoker.status(conflist)  # CNI 1.1: every plugin says it is ready (else its error)
     subnets = ipam_subnets(conflist)
     if subnets and config.ipv4_subnet not in subnets:
         raise InvalidArgument(
