@@ -177,6 +177,8 @@ class CniDriver(Driver):
         if not mac:
             sandboxed = [i for i in interfaces if i.get("sandbox")]
             mac = str((sandboxed or [{}])[0].get("mac") or "")
+        if not mac:  # a result without the interface's MAC: the kernel has it
+            mac = link_mac(str(request.netns), request.interface) or "00:00:00:00:00:00"
         gateway = v4.get("gateway")
         return Attachment(
             network=config.name,
@@ -184,7 +186,7 @@ class CniDriver(Driver):
             hostname=hostname_for(request.hostname, self.host.allocator.domain),
             address=ipaddress.IPv4Interface(v4["address"]),
             gateway=ipaddress.IPv4Address(gateway) if gateway else config.ipv4_gateway,
-            mac_address=mac.lower() or "00:00:00:00:00:00",
+            mac_address=mac.lower(),
             mtu=int(
                 self.conflist(config)["plugins"][0].get("mtu") or self.host.allocator.default_mtu
             ),
@@ -277,3 +279,24 @@ def remove_idle_bridge(name: str) -> None:
             return
         ipr.link("del", index=found[0])
         log.info(f"container-network-cni: removed bridge {name}")
+
+
+def link_mac(netns: str, ifname: str) -> str | None:
+    """The MAC of an interface in a sandbox (for a CNI result that does not give it);
+    None if there is none (a list that only hands out addresses, as `static` alone)."""
+    from pyroute2 import IPRoute  # kernel library: helper only
+
+    from ...dataplane import nsutil
+
+    fd = nsutil.open_netns(netns, Path("/run/netns"))
+    home = nsutil.current_netns_fd()
+    try:
+        with nsutil.entered(fd, home):
+            ipr = IPRoute()
+    finally:
+        os.close(fd)
+        os.close(home)
+    with ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        mac = ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else None
+    return str(mac) if mac else None
