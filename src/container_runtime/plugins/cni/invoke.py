@@ -53,6 +53,51 @@ class Attachment:
     args: str = ""
 
 
+class Watchdog:
+    """Kills plugin processes that outlive their deadline: one thread for all calls."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.watched: dict[int, tuple[float, subprocess.Popen[bytes]]] = {}
+        self.expired: set[int] = set()
+        self.next_token = 0
+        self.thread: threading.Thread | None = None
+
+    def watch(self, proc: subprocess.Popen[bytes], seconds: float) -> int:
+        with self.cond:
+            self.next_token += 1
+            self.watched[self.next_token] = (time.monotonic() + seconds, proc)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.run, name="cni-watchdog", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+            return self.next_token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; True if the process was killed for running too long."""
+        with self.cond:
+            self.watched.pop(token, None)
+            if token in self.expired:
+                self.expired.discard(token)
+                return True
+            return False
+
+    def run(self) -> None:
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, proc) in list(self.watched.items()):
+                    if deadline <= now:
+                        proc.kill()
+                        self.expired.add(token)
+                        del self.watched[token]
+                soonest = min((d for d, _ in self.watched.values()), default=None)
+                self.cond.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+WATCHDOG = Watchdog()
+
+
 class Invoker:
     """Runs one network's conflist on a CNI path (a list of directories)."""
 
@@ -96,21 +141,14 @@ class Invoker:
             )
         except OSError as exc:
             raise CniError(f"CNI plugin {kind} {command} cannot run: {exc.strerror}") from None
-        # A timer, not communicate(timeout=): with a timeout the final wait polls with
-        # sleeps, a millisecond or more on every call.
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            proc.kill()
-
-        timer = threading.Timer(PLUGIN_TIMEOUT, expire)
-        timer.start()
+        # A watchdog, not communicate(timeout=): with a timeout the final wait polls with
+        # sleeps, a millisecond or more on every call (and a Timer thread per call, 0.5 ms).
+        token = WATCHDOG.watch(proc, PLUGIN_TIMEOUT)
         try:
             stdout, stderr = proc.communicate(json.dumps(conf).encode())
         finally:
-            timer.cancel()
-        if expired.is_set():
+            expired = WATCHDOG.unwatch(token)
+        if expired:
             raise CniError(f"CNI plugin {kind} {command} timed out after {PLUGIN_TIMEOUT:.0f} s")
         out = stdout.strip()
         try:
