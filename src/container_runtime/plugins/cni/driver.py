@@ -248,7 +248,13 @@ class CniDriver(Driver):
                     " sandbox is gone; releasing"
                 )
                 self.host.drop_quietly(record)
-        for config in self.host.all_networks():
+        networks = self.host.all_networks()
+        known = {f"{c.name}.conflist" for c in networks}
+        kept = self.list_file("x").parent
+        for stale in kept.glob("*.conflist") if kept.is_dir() else []:
+            if stale.name not in known:  # its network is gone: a later one of that name
+                stale.unlink(missing_ok=True)  # must not inherit its list
+        for config in networks:
             valid = [
                 {"containerID": r.owner, "ifname": r.interface}
                 for r in self.host.records.list(config.name)
