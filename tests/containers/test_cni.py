@@ -354,6 +354,17 @@ def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) ->
     try:
         inst.cli("run", "-d", "--name", "kc", "--network", "ckc", ref)
         inst.cli("run", "-d", "--name", "kb", "--network", "ckb", ref)
+        # allocation only (no sandbox): the list's IPAM alone, a lease and no link
+        links = {link["ifname"] for link in inst.links()}
+        bare = inst.cli("network", "attach", "ckc", "--name", "bare").json()
+        leases = inst.root / "cni" / "ipam" / "ckc"
+        ip = bare["address"].split("/")[0]
+        assert (leases / ip).read_text().startswith("bare")
+        assert {link["ifname"] for link in inst.links()} == links
+        assert inst.cli("network", "attach", "ckc", "--name", "bare").json() == bare
+        assert inst.cli("network", "check", "ckc").stdout.strip() == "ckc: ok"  # IPAM CHECK
+        inst.cli("network", "detach", "ckc", "--name", "bare")
+        assert not (leases / ip).exists()
         for net in ("ckc", "ckb"):
             assert inst.cli("network", "check", net).stdout.strip() == f"{net}: ok"
         for name in ("kc", "kb"):

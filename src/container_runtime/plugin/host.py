@@ -125,11 +125,6 @@ class PluginHost:
     ) -> Attachment:
         """Attach through a driver that allocates itself: its pending record committed
         first, its reply and data committed before the reply (records.py)."""
-        if not request.strategy or not request.netns:
-            raise InvalidArgument(
-                f"plugin {self.plugin} attaches only into a sandbox (no allocation-only"
-                " attachments)"
-            )
         record, existing, left = self.records.begin(request)  # committed before it acts
         if left is not None:  # an earlier attempt that never completed: undone first
             self.drop(left)

@@ -27,6 +27,7 @@ from ...models import (
     NetworkConfiguration,
     hostname_for,
 )
+from ...plugin.allocator import generate_mac
 from ...plugin.driver import Driver, DriverRecord
 from ...plugin.host import PluginHost
 from . import conflist as lists
@@ -141,8 +142,13 @@ class CniDriver(Driver):
             raise InvalidArgument(
                 f"network {config.name}: the MTU of a cni network is its CNI configuration's"
             )
-        att = CniAttachment(request.owner, str(request.netns), request.interface)
         invoker = self.invoker(config)
+        if not request.strategy or not request.netns:
+            # allocation only (`network attach` without --netns): the list's IPAM alone
+            att = CniAttachment(request.owner, own_netns(), request.interface)
+            result = invoker.add(ipam_only(conflist, config.name), att, runtime)
+            return self.attachment(request, config, result), {"result": result, "ipamOnly": True}
+        att = CniAttachment(request.owner, str(request.netns), request.interface)
         # On failure the host calls deallocate (DEL without a result), which frees what a
         # plugin of the list did before another one failed.
         result = invoker.add(conflist, att, runtime)
@@ -177,8 +183,10 @@ class CniDriver(Driver):
         if not mac:
             sandboxed = [i for i in interfaces if i.get("sandbox")]
             mac = str((sandboxed or [{}])[0].get("mac") or "")
-        if not mac:  # a result without the interface's MAC: the kernel has it
-            mac = link_mac(str(request.netns), request.interface) or "00:00:00:00:00:00"
+        if not mac and request.netns:  # a result without the interface's MAC: the kernel's
+            mac = link_mac(str(request.netns), request.interface) or ""
+        if not mac:  # no interface (an allocation only, or a list handing out addresses)
+            mac = generate_mac()
         gateway = v4.get("gateway")
         return Attachment(
             network=config.name,
@@ -201,10 +209,12 @@ class CniDriver(Driver):
         data = record.data or {}
         if record.data is None and kill_stragglers(record.owner, record.interface):
             log.info(f"container-network-cni: ended the unfinished ADD of {record.owner[:12]}")
-        att = CniAttachment(record.owner, record.netns or "", record.interface)
-        self.invoker(config).delete(
-            self.conflist(config), att, data.get("result"), self.runtime(data)
-        )
+        att = CniAttachment(record.owner, record.netns or own_netns(), record.interface)
+        conflist = self.conflist(config)
+        ipam = data.get("ipamOnly") if record.data is not None else record.netns is None
+        if ipam:  # an allocation only: its IPAM's
+            conflist = ipam_only(conflist, config.name)
+        self.invoker(config).delete(conflist, att, data.get("result"), self.runtime(data))
 
     # -- published ports (the list's portmap plugin) --------------------------------------
 
@@ -230,9 +240,10 @@ class CniDriver(Driver):
             if record.state != "ready" or "result" not in data:
                 problems.append(f"{record.owner[:12]}: attachment is {record.state}")
                 continue
-            att = CniAttachment(record.owner, record.netns or "", record.interface)
+            att = CniAttachment(record.owner, record.netns or own_netns(), record.interface)
+            listed = ipam_only(conflist, config.name) if data.get("ipamOnly") else conflist
             try:
-                invoker.check(conflist, att, data["result"], self.runtime(data))
+                invoker.check(listed, att, data["result"], self.runtime(data))
             except CniError as exc:
                 problems.append(f"{record.owner[:12]} {record.interface}: {exc.message}")
         return problems
@@ -306,3 +317,22 @@ def link_mac(netns: str, ifname: str) -> str | None:
         found = ipr.link_lookup(ifname=ifname)
         mac = ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else None
     return str(mac) if mac else None
+
+
+def ipam_only(conflist: dict[str, Any], network: str) -> dict[str, Any]:
+    """A list of the IPAM plugin alone, as the first plugin with an `ipam` runs it (host-local
+    needs no namespace): what an allocation-only attachment uses."""
+    for plugin in conflist["plugins"]:
+        ipam = plugin.get("ipam")
+        if isinstance(ipam, dict) and isinstance(ipam.get("type"), str):
+            return {**conflist, "plugins": [{**plugin, "type": ipam["type"]}]}
+    raise InvalidArgument(
+        f"network {network}: its CNI configuration has no IPAM, so nothing can be allocated"
+        " without a sandbox (give --netns)"
+    )
+
+
+def own_netns() -> str:
+    """CNI_NETNS for an allocation only: the spec requires one, and an IPAM plugin run
+    alone does not enter it, so the helper's own namespace."""
+    return f"/proc/{os.getpid()}/ns/net"
