@@ -162,6 +162,8 @@ def test_config_files_conf_and_refusals(tmp_path: Path) -> None:
         ({"config": str(conf), "mtu": "1400"}, "only for type= networks"),
         ({"config": str(tmp_path / "absent")}, "cannot read CNI configuration"),
         ({"type": "bridge", "x": "{nope"}, "invalid JSON"),
+        ({"type": "bridge", "no-such-option": "1"}, "unknown network option 'no-such-option'"),
+        ({"type": "bridge", "a..b": "1"}, "camelCase"),
     ]:
         with pytest.raises(InvalidArgument, match=fragment):
             conflist.build(network(**options), tmp_path)
