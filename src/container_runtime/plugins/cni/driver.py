@@ -98,12 +98,12 @@ class CniDriver(Driver):
         else:
             conflist = lists.build(config, self.state_dir / "ipam")
         lists.check(conflist, config, self.invoker(config))
+        self.lists[config.name] = conflist  # the list kept is the one checked (not re-read)
 
     def create_network(self, config: NetworkConfiguration) -> None:
         path = self.list_file(config.name)
         if not path.exists():
-            lists.save(lists.build(config, self.state_dir / "ipam"), path)
-        self.lists.pop(config.name, None)
+            lists.save(self.conflist(config), path)
         log.info(f"container-network-cni: network {config.name} ready")
         return None
 
