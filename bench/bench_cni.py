@@ -62,7 +62,9 @@ def ms(values: list[float]) -> str:
 def compare(system: BenchSystem, network: str, names: list[str]) -> dict[str, list[float]]:
     """Per member, alternately ours and direct: ADD, then DEL (which goes first alternates:
     the first call after a pair of DELs is the slower one)."""
-    conflist = json.loads((system.base / f"root/cni/networks/{network}.conflist").read_text())
+    conflist = json.loads(
+        (system.base / f"root/plugins/cni/networks/{network}.conflist").read_text()
+    )
     plugin = conflist["plugins"][0]
     conf = {**plugin, "name": conflist["name"], "cniVersion": conflist["cniVersion"]}
     client = UnixClient(system.run_dir / "network-cni.sock")

@@ -152,10 +152,10 @@ def test_conflist_bridge_portmap_firewall_reach_peer_and_published_port(
         inst.cli("rm", "-f", "cweb", "cweb2", check=False)
     assert attachments(inst, "cnibr") == []
     assert "--dport 8088" not in inst.sh("iptables-save", "-t", "nat").stdout
-    leases = inst.root / "cni" / "ipam" / "cnitest"
+    leases = inst.root / "plugins" / "cni" / "ipam" / "cnitest"
     assert sorted(p.name for p in leases.iterdir() if p.name[0].isdigit()) == []
     inst.cli("network", "rm", "cnibr")
-    assert not (inst.root / "cni" / "networks" / "cnibr.conflist").exists()
+    assert not (inst.root / "plugins" / "cni" / "networks" / "cnibr.conflist").exists()
 
 
 def test_type_ptp_network_container_reaches_peer_through_the_host(system: System) -> None:
@@ -180,7 +180,9 @@ def test_type_ptp_network_container_reaches_peer_through_the_host(system: System
             "nsenter", f"--net={sandbox(inst, 'pa')}", "ip", "-j", "link", "show", "eth0"
         ).json()[0]["mtu"]
         assert mtu == 1400  # the option mapped into the ptp plugin's config
-        conflist = json.loads((inst.root / "cni" / "networks" / "cptp.conflist").read_text())
+        conflist = json.loads(
+            (inst.root / "plugins" / "cni" / "networks" / "cptp.conflist").read_text()
+        )
         assert conflist["plugins"][0]["type"] == "ptp" and conflist["plugins"][0]["mtu"] == 1400
         pa, pb = address(inst, "pa"), address(inst, "pb")
         assert wait_http(inst, f"http://{pb}/", via="pa").strip() == HELLO
@@ -283,7 +285,7 @@ def test_helper_sigkilled_during_add_the_pending_attachment_gets_its_del(
         adds = sorted(c[1] for c in calls(log) if c[0] == "ADD")
         dels = sorted(c[1] for c in calls(log) if c[0] == "DEL")
         assert adds == dels and len(adds) == 3
-        leases = inst.root / "cni" / "ipam" / "cslow"
+        leases = inst.root / "plugins" / "cni" / "ipam" / "cslow"
         assert [p.name for p in leases.iterdir() if p.name[0].isdigit()] == []
     finally:
         run.kill()
@@ -357,7 +359,7 @@ def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) ->
         # allocation only (no sandbox): the list's IPAM alone, a lease and no link
         links = {link["ifname"] for link in inst.links()}
         bare = inst.cli("network", "attach", "ckc", "--name", "bare").json()
-        leases = inst.root / "cni" / "ipam" / "ckc"
+        leases = inst.root / "plugins" / "cni" / "ipam" / "ckc"
         ip = bare["address"].split("/")[0]
         assert (leases / ip).read_text().startswith("bare")
         assert {link["ifname"] for link in inst.links()} == links
@@ -436,7 +438,7 @@ def test_cni_errors_are_one_error_line_and_leave_nothing(system: System, tmp_pat
         refused = inst.cli("run", "-d", "--name", "cf", "--network", "cfail", ref, check=False)
         assert_refused(refused, "CNI plugin tuning ADD failed", "nosuch")
         assert attachments(inst, "cfail") == []
-        leases = inst.root / "cni" / "ipam" / "cnifail"
+        leases = inst.root / "plugins" / "cni" / "ipam" / "cnifail"
         assert [p.name for p in leases.iterdir() if p.name[0].isdigit()] == []
         assert {link["ifname"] for link in inst.links()} - {"cnifail0"} == links_before
         assert inst.cli("network", "check", "cfail").stdout.strip() == "cfail: ok"

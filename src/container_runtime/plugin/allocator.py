@@ -1,4 +1,5 @@
-"""IP, MAC and gateway allocation for attachments, persisted in the state database.
+"""IP, MAC and gateway allocation for attachments, persisted in the plugin's database
+(store.py).
 
 Policy (documented in docs/NETWORKING.md): addresses are handed out round-robin
 from a per-network cursor kept in the database, so a just-released address is the
@@ -268,7 +269,3 @@ class Allocator:
         with self.db.read() as conn:
             rows = conn.execute(sql, args).fetchall()
         return [_row_to_attachment(r) for r in rows]
-
-    def forget_network(self, network: str) -> None:
-        with self.db.write() as conn:
-            conn.execute("DELETE FROM alloc_cursor WHERE network = ?", (network,))

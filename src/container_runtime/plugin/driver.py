@@ -12,6 +12,7 @@ driver's reply (with its own data) before the host replies (host.py).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -53,6 +54,9 @@ class Driver:
     # True: the driver allocates addresses itself (allocate/deallocate), not the host's
     # allocator (realise/unrealise).
     allocates: ClassVar[bool] = False
+    # Tables of its own in the plugin's private database (plugin/store.py; `;`-separated
+    # CREATE ... IF NOT EXISTS statements), reached through `self.host.db`.
+    schema: ClassVar[str] = ""
 
     host: PluginHost
 
@@ -125,6 +129,14 @@ class Driver:
 
     def reconcile(self) -> None:
         """Make the world match the state (at start, after a crash, on POST /reload)."""
+
+    def migrate_legacy(
+        self, old: sqlite3.Connection, new: sqlite3.Connection, owners: set[str]
+    ) -> tuple[str, ...]:
+        """Move this plugin's rows of its own tables out of the pre-11.1 shared state file
+        (`old`, in a transaction) into its database (`new`, in a transaction), for the
+        attachments of `owners` the host moved; returns the old tables it emptied of them."""
+        return ()
 
     def start(self, stop: threading.Event) -> None:
         """Start background work (watchers) once serving; end it when `stop` is set."""

@@ -55,7 +55,7 @@ class CniDriver(Driver):
 
     def bind(self, host: PluginHost) -> None:
         super().bind(host)
-        self.state_dir = host.paths.root / "cni"
+        self.state_dir = host.paths.plugin_dir(PLUGIN)
         try:
             self.default_path = list(load_config(host.paths.config_file).cni_path)
         except ContainerError:
