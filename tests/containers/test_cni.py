@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from support.instance import VENV_BIN, Instance, assert_refused, attachments
 
+from container_runtime.dataplane import names
+
 from .conftest import System
 from .test_containers import address, inspect, wait_for, wait_http
 
@@ -369,9 +371,18 @@ def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) ->
         assert not (leases / ip).exists()
         for net in ("ckc", "ckb"):
             assert inst.cli("network", "check", net).stdout.strip() == f"{net}: ok"
+        cid_c, cid_b = inspect(inst, "kc")["id"], inspect(inst, "kb")["id"]
+        # bridge: a host port off its bridge, with another MTU
+        port = names.host_ifname("veth", "ckb", cid_b, "eth0")
+        inst.sh("ip", "link", "set", port, "nomaster", "mtu", "1400")
+        bad = inst.cli("network", "check", "ckb", check=False)
+        assert bad.returncode == 1 and sorted(bad.stdout.splitlines()) == [
+            f"ckb: {cid_b[:12]} eth0: host interface {port} has MTU 1400, expected 1500",
+            f"ckb: {cid_b[:12]} eth0: host interface {port} is not on bridge"
+            f" {names.bridge_name('ckb')}",
+        ]
         for name in ("kc", "kb"):
             inst.sh("nsenter", f"--net={sandbox(inst, name)}", "ip", "link", "del", "eth0")
-        cid_c, cid_b = inspect(inst, "kc")["id"], inspect(inst, "kb")["id"]
         bad = inst.cli("network", "check", "ckc", check=False)
         assert bad.returncode == 1 and bad.stdout.startswith(
             f"ckc: {cid_c[:12]} eth0: CNI plugin bridge CHECK failed"
