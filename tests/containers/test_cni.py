@@ -199,6 +199,35 @@ def test_type_ptp_network_container_reaches_peer_through_the_host(system: System
     inst.cli("network", "rm", "cptp")
 
 
+def test_type_macvlan_network_on_a_parent_made_by_the_test(system: System) -> None:
+    inst, ref = system.inst, system.image
+    # the "LAN": a veth pair in inst.netns (no dummy module on this kernel)
+    inst.sh("ip", "link", "add", "cnilan0", "type", "veth", "peer", "name", "cnilan1")
+    inst.sh("ip", "link", "set", "cnilan0", "up")
+    inst.sh("ip", "link", "set", "cnilan1", "up")
+    try:
+        inst.cli(
+            "network", "create", "cmac", "--plugin", "cni", "--subnet", "10.84.0.0/24",
+            "--option", "type=macvlan", "--option", "master=cnilan0", "--option", "mode=bridge",
+        )  # fmt: skip
+        inst.cli("run", "-d", "--name", "ma", "--network", "cmac", ref)
+        inst.cli("run", "-d", "--name", "mb", "--network", "cmac", ref)
+        link = inst.sh(
+            "nsenter", f"--net={sandbox(inst, 'ma')}", "ip", "-j", "-d", "link", "show", "eth0"
+        ).json()[0]
+        assert link["linkinfo"]["info_kind"] == "macvlan"
+        assert link["address"] == inspect(inst, "ma")["networks"][0]["macAddress"]
+        ma, mb = address(inst, "ma"), address(inst, "mb")
+        assert ma.startswith("10.84.0.") and mb.startswith("10.84.0.")
+        assert wait_http(inst, f"http://{mb}/", via="ma").strip() == HELLO
+        assert inst.cli("network", "check", "cmac").stdout.strip() == "cmac: ok"
+    finally:
+        inst.cli("rm", "-f", "ma", "mb", check=False)
+        inst.cli("network", "rm", "cmac", check=False)
+        inst.sh("ip", "link", "del", "cnilan0", check=False)
+    assert "cmac" not in inst.cli("network", "ls", "-q").stdout.split()
+
+
 def test_del_exactly_once_per_add_across_stop_rm_and_helper_sigkill(
     system: System, counting_dir: tuple[Path, Path]
 ) -> None:
