@@ -8,7 +8,7 @@ PACKAGES=(
   python3 python3-venv python3-pip
   nftables libnftables1 iproute2 iputils-ping util-linux procps
   busybox-static runc conmon skopeo umoci docker-registry
-  containernetworking-plugins dnsutils jq systemd dbus-daemon tini
+  containernetworking-plugins iptables dnsutils jq systemd dbus-daemon tini
   dnsperf  # bench/bench_dns.py, bench/bench_dnsnames.py
   qemu-system-x86
 )

@@ -13,11 +13,14 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.instance import VENV_BIN, Instance, assert_refused, attachments
+
+from container_runtime.dataplane import names
 
 from .conftest import System
 from .test_containers import address, inspect, wait_for, wait_http
@@ -79,6 +82,29 @@ def counting_dir(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield cni_dir, log
 
 
+# A CNI 1.1 plugin in a few lines (the reference plugins of Debian speak at most 1.0.0): it
+# logs every call with what it was given, and answers ADD with a result of its own (no
+# kernel work), so STATUS and GC, which only CNI 1.1 has, are seen being called.
+FAKE_PLUGIN = """#!{python}
+import json, os, sys
+conf = json.load(sys.stdin)
+cmd = os.environ["CNI_COMMAND"]
+entry = {{"cmd": cmd, "id": os.environ.get("CNI_CONTAINERID"),
+          "valid": conf.get("cni.dev/valid-attachments"), "prev": "prevResult" in conf}}
+if cmd != "VERSION":  # VERSION is given only {{"cniVersion"}}
+    with open(conf["log"], "a") as f:
+        f.write(json.dumps(entry) + "\\n")
+if cmd == "VERSION":
+    print(json.dumps({{"cniVersion": "1.1.0", "supportedVersions": ["1.0.0", "1.1.0"]}}))
+elif cmd == "ADD":
+    n = sum(1 for line in open(conf["log"]) if '"ADD"' in line) + 1
+    print(json.dumps({{"cniVersion": "1.1.0",
+        "interfaces": [{{"name": os.environ["CNI_IFNAME"], "mac": "02:00:00:00:00:%02x" % n,
+                        "sandbox": os.environ["CNI_NETNS"]}}],
+        "ips": [{{"address": "10.81.0.%d/24" % n, "gateway": "10.81.0.1", "interface": 0}}]}}))
+"""
+
+
 def calls(log: Path) -> list[tuple[str, str]]:
     if not log.exists():
         return []
@@ -114,6 +140,9 @@ def test_conflist_bridge_portmap_firewall_reach_peer_and_published_port(
         a1, a2 = address(inst, "cweb"), address(inst, "cweb2")
         assert wait_http(inst, f"http://{a1}/", via="cweb2").strip() == HELLO
         assert wait_http(inst, f"http://{a2}/", via="cweb").strip() == HELLO
+        # names resolve as on bridge networks (the embedded DNS on the CNI bridge's gateway)
+        looked = inst.cli("exec", "cweb2", "nslookup", "cweb.test").stdout
+        assert f"Address: {a1}" in looked, looked
         # -p through the list's portmap: the gateway is a local address of the namespace
         assert wait_http(inst, "http://10.77.0.1:8088/").strip() == HELLO
         nat = inst.sh("iptables-save", "-t", "nat").stdout
@@ -125,10 +154,10 @@ def test_conflist_bridge_portmap_firewall_reach_peer_and_published_port(
         inst.cli("rm", "-f", "cweb", "cweb2", check=False)
     assert attachments(inst, "cnibr") == []
     assert "--dport 8088" not in inst.sh("iptables-save", "-t", "nat").stdout
-    leases = inst.root / "cni" / "ipam" / "cnitest"
+    leases = inst.root / "plugins" / "cni" / "ipam" / "cnitest"
     assert sorted(p.name for p in leases.iterdir() if p.name[0].isdigit()) == []
     inst.cli("network", "rm", "cnibr")
-    assert not (inst.root / "cni" / "networks" / "cnibr.conflist").exists()
+    assert not (inst.root / "plugins" / "cni" / "networks" / "cnibr.conflist").exists()
 
 
 def test_type_ptp_network_container_reaches_peer_through_the_host(system: System) -> None:
@@ -153,7 +182,9 @@ def test_type_ptp_network_container_reaches_peer_through_the_host(system: System
             "nsenter", f"--net={sandbox(inst, 'pa')}", "ip", "-j", "link", "show", "eth0"
         ).json()[0]["mtu"]
         assert mtu == 1400  # the option mapped into the ptp plugin's config
-        conflist = json.loads((inst.root / "cni" / "networks" / "cptp.conflist").read_text())
+        conflist = json.loads(
+            (inst.root / "plugins" / "cni" / "networks" / "cptp.conflist").read_text()
+        )
         assert conflist["plugins"][0]["type"] == "ptp" and conflist["plugins"][0]["mtu"] == 1400
         pa, pb = address(inst, "pa"), address(inst, "pb")
         assert wait_http(inst, f"http://{pb}/", via="pa").strip() == HELLO
@@ -166,6 +197,35 @@ def test_type_ptp_network_container_reaches_peer_through_the_host(system: System
         inst.cli("rm", "-f", "pa", "pb", "pp", check=False)
     assert attachments(inst, "cptp") == []
     inst.cli("network", "rm", "cptp")
+
+
+def test_type_macvlan_network_on_a_parent_made_by_the_test(system: System) -> None:
+    inst, ref = system.inst, system.image
+    # the "LAN": a veth pair in inst.netns (no dummy module on this kernel)
+    inst.sh("ip", "link", "add", "cnilan0", "type", "veth", "peer", "name", "cnilan1")
+    inst.sh("ip", "link", "set", "cnilan0", "up")
+    inst.sh("ip", "link", "set", "cnilan1", "up")
+    try:
+        inst.cli(
+            "network", "create", "cmac", "--plugin", "cni", "--subnet", "10.84.0.0/24",
+            "--option", "type=macvlan", "--option", "master=cnilan0", "--option", "mode=bridge",
+        )  # fmt: skip
+        inst.cli("run", "-d", "--name", "ma", "--network", "cmac", ref)
+        inst.cli("run", "-d", "--name", "mb", "--network", "cmac", ref)
+        link = inst.sh(
+            "nsenter", f"--net={sandbox(inst, 'ma')}", "ip", "-j", "-d", "link", "show", "eth0"
+        ).json()[0]
+        assert link["linkinfo"]["info_kind"] == "macvlan"
+        assert link["address"] == inspect(inst, "ma")["networks"][0]["macAddress"]
+        ma, mb = address(inst, "ma"), address(inst, "mb")
+        assert ma.startswith("10.84.0.") and mb.startswith("10.84.0.")
+        assert wait_http(inst, f"http://{mb}/", via="ma").strip() == HELLO
+        assert inst.cli("network", "check", "cmac").stdout.strip() == "cmac: ok"
+    finally:
+        inst.cli("rm", "-f", "ma", "mb", check=False)
+        inst.cli("network", "rm", "cmac", check=False)
+        inst.sh("ip", "link", "del", "cnilan0", check=False)
+    assert "cmac" not in inst.cli("network", "ls", "-q").stdout.split()
 
 
 def test_del_exactly_once_per_add_across_stop_rm_and_helper_sigkill(
@@ -256,13 +316,68 @@ def test_helper_sigkilled_during_add_the_pending_attachment_gets_its_del(
         adds = sorted(c[1] for c in calls(log) if c[0] == "ADD")
         dels = sorted(c[1] for c in calls(log) if c[0] == "DEL")
         assert adds == dels and len(adds) == 3
-        leases = inst.root / "cni" / "ipam" / "cslow"
+        leases = inst.root / "plugins" / "cni" / "ipam" / "cslow"
         assert [p.name for p in leases.iterdir() if p.name[0].isdigit()] == []
     finally:
         run.kill()
         inst.cli("rm", "-f", "s1", "s2", check=False)
     assert attachments(inst, "cslow") == []
     inst.cli("network", "rm", "cslow")
+
+
+def test_cni_1_1_status_at_create_and_gc_at_helper_start_with_the_valid_attachments(
+    system: System, tmp_path: Path
+) -> None:
+    inst = system.inst
+    plugin_dir = tmp_path / "cni11"
+    plugin_dir.mkdir()
+    fake = plugin_dir / "fake11"
+    fake.write_text(FAKE_PLUGIN.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / "fake11.log"
+    conf = tmp_path / "v11.conflist"
+    conf.write_text(
+        json.dumps(
+            {"cniVersion": "1.1.0", "name": "v11", "plugins": [{"type": "fake11", "log": str(log)}]}
+        )
+    )
+    tmp_path.chmod(0o755)
+
+    def seen(cmd: str) -> list[dict[str, object]]:
+        return [e for e in map(json.loads, log.read_text().splitlines()) if e["cmd"] == cmd]
+
+    inst.cli(
+        "network", "create", "cv11", "--plugin", "cni", "--subnet", "10.81.0.0/24",
+        "--option", f"config={conf}", "--option", f"cni-path={plugin_dir}",
+    )  # fmt: skip
+    assert len(seen("STATUS")) == 1  # asked once, at create, before the network is used
+    keep, gone = inst.pool.create("cv"), inst.pool.create("cv")
+    try:
+        for owner, ns in (("keep", keep), ("gone", gone)):
+            att = inst.cli(
+                "network", "attach", "cv11", "--name", owner, "--netns", f"/run/netns/{ns}",
+                "--strategy", "veth",
+            ).json()  # fmt: skip
+            assert att["address"].startswith("10.81.0.") and att["gateway"] == "10.81.0.1"
+        assert inst.cli("network", "check", "cv11").stdout.strip() == "cv11: ok"
+        assert [e["prev"] for e in seen("CHECK")] == [True, True]  # given the ADD result
+        inst.sh("ip", "netns", "del", gone)  # its sandbox vanishes
+        inst.pool.names.remove(gone)
+        old = inst.pid("network-cni")
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        inst.wait_pid_change("network-cni", old)
+        inst.cli("network", "check", "cv11")  # the restarted helper is serving
+        assert [e["id"] for e in seen("DEL")] == ["gone"]  # released: its sandbox is gone
+        assert seen("DEL")[0]["prev"] is True
+        gc = seen("GC")
+        assert gc and gc[-1]["valid"] == [{"containerID": "keep", "ifname": "eth0"}]
+        assert [a["owner"] for a in attachments(inst, "cv11")] == ["keep"]
+        inst.cli("network", "detach", "cv11", "--name", "keep")
+        assert [e["id"] for e in seen("DEL")] == ["gone", "keep"]
+    finally:
+        inst.cli("network", "detach", "cv11", "--name", "keep", check=False)
+    inst.cli("network", "rm", "cv11")
 
 
 def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) -> None:
@@ -272,11 +387,31 @@ def test_network_check_finds_a_deleted_link_on_cni_and_bridge(system: System) ->
     try:
         inst.cli("run", "-d", "--name", "kc", "--network", "ckc", ref)
         inst.cli("run", "-d", "--name", "kb", "--network", "ckb", ref)
+        # allocation only (no sandbox): the list's IPAM alone, a lease and no link
+        links = {link["ifname"] for link in inst.links()}
+        bare = inst.cli("network", "attach", "ckc", "--name", "bare").json()
+        leases = inst.root / "plugins" / "cni" / "ipam" / "ckc"
+        ip = bare["address"].split("/")[0]
+        assert (leases / ip).read_text().startswith("bare")
+        assert {link["ifname"] for link in inst.links()} == links
+        assert inst.cli("network", "attach", "ckc", "--name", "bare").json() == bare
+        assert inst.cli("network", "check", "ckc").stdout.strip() == "ckc: ok"  # IPAM CHECK
+        inst.cli("network", "detach", "ckc", "--name", "bare")
+        assert not (leases / ip).exists()
         for net in ("ckc", "ckb"):
             assert inst.cli("network", "check", net).stdout.strip() == f"{net}: ok"
+        cid_c, cid_b = inspect(inst, "kc")["id"], inspect(inst, "kb")["id"]
+        # bridge: a host port off its bridge, with another MTU
+        port = names.host_ifname("veth", "ckb", cid_b, "eth0")
+        inst.sh("ip", "link", "set", port, "nomaster", "mtu", "1400")
+        bad = inst.cli("network", "check", "ckb", check=False)
+        assert bad.returncode == 1 and sorted(bad.stdout.splitlines()) == [
+            f"ckb: {cid_b[:12]} eth0: host interface {port} has MTU 1400, expected 1500",
+            f"ckb: {cid_b[:12]} eth0: host interface {port} is not on bridge"
+            f" {names.bridge_name('ckb')}",
+        ]
         for name in ("kc", "kb"):
             inst.sh("nsenter", f"--net={sandbox(inst, name)}", "ip", "link", "del", "eth0")
-        cid_c, cid_b = inspect(inst, "kc")["id"], inspect(inst, "kb")["id"]
         bad = inst.cli("network", "check", "ckc", check=False)
         assert bad.returncode == 1 and bad.stdout.startswith(
             f"ckc: {cid_c[:12]} eth0: CNI plugin bridge CHECK failed"
@@ -343,7 +478,7 @@ def test_cni_errors_are_one_error_line_and_leave_nothing(system: System, tmp_pat
         refused = inst.cli("run", "-d", "--name", "cf", "--network", "cfail", ref, check=False)
         assert_refused(refused, "CNI plugin tuning ADD failed", "nosuch")
         assert attachments(inst, "cfail") == []
-        leases = inst.root / "cni" / "ipam" / "cnifail"
+        leases = inst.root / "plugins" / "cni" / "ipam" / "cnifail"
         assert [p.name for p in leases.iterdir() if p.name[0].isdigit()] == []
         assert {link["ifname"] for link in inst.links()} - {"cnifail0"} == links_before
         assert inst.cli("network", "check", "cfail").stdout.strip() == "cfail: ok"

@@ -29,7 +29,8 @@ def test_all_keys(tmp_path: Path) -> None:
         tmp_path,
         '[network]\nsubnet = "10.20.0.1/16"\nsubnetv6 = "fd00:20::/64"\nmtu = 1400\n'
         'pool = "10.128.0.0/12"\npool_prefix = 26\n[dns]\ndomain = "Corp.Example"\n'
-        'upstreams = ["10.0.0.53"]\n[plugins]\npath = ["/opt/plugins"]\n',
+        'upstreams = ["10.0.0.53"]\n[plugins]\npath = ["/opt/plugins"]\n'
+        'cni_path = ["/opt/cni/bin", "/usr/lib/cni"]\n',
     )
     config = load_config(path)
     assert config.subnet == ipaddress.IPv4Network("10.20.0.0/16")
@@ -37,6 +38,8 @@ def test_all_keys(tmp_path: Path) -> None:
     assert config.subnet_v6 == ipaddress.IPv6Network("fd00:20::/64")
     assert (config.mtu, config.pool_prefix, config.dns_domain) == (1400, 26, "corp.example")
     assert config.dns_upstreams == ("10.0.0.53",) and config.plugin_path == ("/opt/plugins",)
+    assert config.cni_path == ("/opt/cni/bin", "/usr/lib/cni")
+    assert load_config(tmp_path / "absent.toml").cni_path == ("/usr/lib/cni",)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,7 @@ def test_all_keys(tmp_path: Path) -> None:
         ('[dns]\ndomain = "bad domain"\n', 2, "dns.domain", "invalid DNS domain"),
         ('[dns]\nupstreams = ["x"]\n', 2, "dns.upstreams", "invalid upstream"),
         ("[colour]\nred = 1\n", 1, "colour", "unknown section"),
+        ('[plugins]\ncni_path = ["cni"]\n', 2, "plugins.cni_path", "absolute directory"),
     ],
 )
 def test_bad_config_names_file_line_and_key(

@@ -73,5 +73,10 @@ def test_example_plugin_end_to_end(stopped_instance: Instance) -> None:
         "only allocates addresses",
     )
     assert users(inst, "ex") == 0  # a refused attach records nothing
+    # a plugin without the check call (written by hand, not on the SDK): a clear refusal
+    assert_refused(
+        inst.cli("network", "check", "ex", check=False),
+        "plugin example cannot check its attachments",
+    )
     inst.cli("network", "delete", "ex")
     assert "ex" not in [n["id"] for n in inst.cli("network", "ls", "--format", "json").json()]

@@ -149,6 +149,10 @@ def test_real_helper_replies_match_the_schema(instance: Instance) -> None:
             "GET /networks/{name}/attachments/{owner}",
             helper.request("GET", "/networks/foo/attachments/schema"),
         )
+        validator("POST /networks/{name}/check", "request").validate({})
+        checked = helper.request("POST", "/networks/foo/check", {})
+        check("POST /networks/{name}/check", checked)
+        assert checked == {"network": "foo", "problems": []}  # allocation only: healthy
         forwards = {
             "forwards": [
                 {

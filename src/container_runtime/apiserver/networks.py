@@ -468,9 +468,15 @@ class NetworkService:
         """`container network check`: the plugin's verification of the network's
         attachments against the kernel."""
         config = self.configuration(name)
-        reply = self.helper_for(config.plugin).request(
-            "POST", f"/networks/{name}/check", {}, idempotent=True
-        )
+        try:
+            reply = self.helper_for(config.plugin).request(
+                "POST", f"/networks/{name}/check", {}, idempotent=True
+            )
+        except NotFound as exc:
+            if not exc.message.startswith("no such endpoint"):
+                raise
+            # a plugin that implements the protocol without the call (not on the SDK)
+            raise InvalidArgument(f"plugin {config.plugin} cannot check its attachments") from None
         return CheckReply.from_json(reply)
 
     def check_aliases(self, aliases: Iterable[str], network: str, owner: str | None) -> None:

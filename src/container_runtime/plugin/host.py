@@ -163,12 +163,10 @@ class PluginHost:
     ) -> Attachment:
         """Attach through a driver that allocates itself: its pending record committed
         first, its reply and data committed before the reply (records.py)."""
-        if not request.strategy or not request.netns:
-            raise InvalidArgument(
-                f"plugin {self.plugin} attaches only into a sandbox (no allocation-only"
-                " attachments)"
-            )
-        existing = self.allocator.get(request.network, request.owner)
+        record, existing, left = self.records.begin(request)  # committed before it acts
+        if left is not None:  # an earlier attempt that never completed: undone first
+            self.drop(left)
+            record, existing, left = self.records.begin(request)
         if existing is not None:  # an idempotent retry of a request that completed
             if request.mac is not None and request.mac != existing.mac_address:
                 raise Conflict(
@@ -176,10 +174,8 @@ class PluginHost:
                     f" with MAC {existing.mac_address}"
                 )
             return existing
-        left = self.records.get(request.network, request.owner)
-        if left is not None:  # an earlier attempt that never completed
-            self.drop(left)
-        record = self.records.begin(request)  # committed before the driver acts
+        if record is None:
+            raise Conflict(f"{request.owner} is being attached to {request.network}")
         try:
             attachment, data = self.driver.allocate(request, config)
         except BaseException:

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
-from ..errors import Conflict, NotFound
+from ..errors import NotFound
 from ..models import Attachment, AttachmentRequest
 from ..state import Database
 from .allocator import Allocator, _row_to_attachment
@@ -38,29 +38,37 @@ class DriverRecords:
         self.db = db
         self.plugin = plugin
 
-    def begin(self, request: AttachmentRequest) -> DriverRecord:
-        """Commit the pending record of a new attachment (Conflict if the owner has one)."""
+    def begin(
+        self, request: AttachmentRequest
+    ) -> tuple[DriverRecord | None, Attachment | None, DriverRecord | None]:
+        """In one transaction: the owner's completed attachment (an idempotent retry), or
+        a record an earlier attempt left unfinished (to undo first), or the pending record
+        of a new attachment, committed. Returns (pending, existing, left)."""
+        key = (request.network, request.owner)
         with self.db.write() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO driver_attachments(network, owner, plugin, netns, interface,"
-                    " state, data, created_at) VALUES (?,?,?,?,?,'pending',NULL,?)",
-                    (
-                        request.network,
-                        request.owner,
-                        self.plugin,
-                        request.netns,
-                        request.interface,
-                        datetime.now(UTC).isoformat(),
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(
-                    f"{request.owner} is being attached to or detached from {request.network}"
-                ) from None
-        return DriverRecord(
-            request.network, request.owner, request.netns, request.interface, "pending"
-        )
+            row = conn.execute(
+                "SELECT * FROM attachments WHERE network = ? AND owner = ?", key
+            ).fetchone()
+            if row is not None:
+                return None, _row_to_attachment(row), None
+            left = conn.execute(
+                "SELECT * FROM driver_attachments WHERE network = ? AND owner = ?", key
+            ).fetchone()
+            if left is not None:
+                return None, None, _record(left)
+            conn.execute(
+                "INSERT INTO driver_attachments(network, owner, plugin, netns, interface,"
+                " state, data, created_at) VALUES (?,?,?,?,?,'pending',NULL,?)",
+                (
+                    *key,
+                    self.plugin,
+                    request.netns,
+                    request.interface,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+        record = DriverRecord(*key, request.netns, request.interface, "pending")
+        return record, None, None
 
     def complete(self, attachment: Attachment, data: dict[str, object]) -> None:
         """The driver's reply and its data, in one transaction."""

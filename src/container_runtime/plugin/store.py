@@ -78,8 +78,8 @@ CREATE TABLE IF NOT EXISTS alloc_cursor (
     next_offset INTEGER NOT NULL
 );
 -- Attachments whose driver allocates itself (Driver.allocates, e.g. the cni plugin): the
--- host's intent record, committed before the driver acts (state pending -> ready ->
--- releasing), with the driver's own data (the CNI ADD result) once it has acted.
+-- host's intent record (records.py), committed before the driver acts (state pending ->
+-- ready -> releasing), with the driver's own data (the CNI ADD result) once it acted.
 CREATE TABLE IF NOT EXISTS driver_attachments (
     network TEXT NOT NULL,
     owner TEXT NOT NULL,

@@ -27,6 +27,7 @@ MIN_VERSION = (1, 0, 0)
 # Options of ours; every other key is mapped into the plugin's object (type= only).
 OWN_OPTIONS = ("config", "type", "cni-path", "portmap", "dns-forward")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the CNI spec's network name
+CNI_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)*$")
 MAX_FILE = 1 << 20
 
 
@@ -94,6 +95,13 @@ def from_type(config: NetworkConfiguration, data_dir: Path) -> dict[str, Any]:
     if kind != "host-device":
         plugin["ipam"] = ipam
     mapped = {k: v for k, v in config.options.items() if k not in OWN_OPTIONS}
+    for key in mapped:
+        if not CNI_KEY_RE.match(key):  # CNI keys are camelCase; hyphenated ones are ours
+            raise InvalidArgument(
+                f"unknown network option {key!r} (plugin cni: a key mapped into the CNI"
+                " plugin's configuration is camelCase, dots for nesting: mtu, isGateway,"
+                " ipam.type)"
+            )
     if str(mapped.get("ipam.type", "host-local")) != "host-local":
         plugin["ipam"] = {}  # another IPAM: only what the user gave
     for key, text in sorted(mapped.items()):
@@ -160,6 +168,8 @@ def check(conflist: dict[str, Any], config: NetworkConfiguration, invoker: Invok
                 f"CNI plugin {kind} does not support cniVersion {version}"
                 f" (it supports {', '.join(supported)})"
             )
+    if version_tuple(version) >= (1, 1, 0):
+        invoker.status(conflist)  # CNI 1.1: every plugin says it is ready (else its error)
     subnets = ipam_subnets(conflist)
     if subnets and config.ipv4_subnet not in subnets:
         raise InvalidArgument(

@@ -28,6 +28,7 @@ from ...models import (
     hostname_for,
     network_mtu,
 )
+from ...plugin.allocator import generate_mac
 from ...plugin.driver import Driver, DriverRecord
 from ...plugin.host import PluginHost
 from . import conflist as lists
@@ -55,7 +56,7 @@ class CniDriver(Driver):
 
     def bind(self, host: PluginHost) -> None:
         super().bind(host)
-        self.state_dir = host.paths.root / "cni"
+        self.state_dir = host.paths.plugin_dir(PLUGIN)
         try:
             self.default_path = list(load_config(host.paths.config_file).cni_path)
         except ContainerError:
@@ -98,12 +99,12 @@ class CniDriver(Driver):
         else:
             conflist = lists.build(config, self.state_dir / "ipam")
         lists.check(conflist, config, self.invoker(config))
+        self.lists[config.name] = conflist  # the list kept is the one checked (not re-read)
 
     def create_network(self, config: NetworkConfiguration) -> None:
         path = self.list_file(config.name)
         if not path.exists():
-            lists.save(lists.build(config, self.state_dir / "ipam"), path)
-        self.lists.pop(config.name, None)
+            lists.save(self.conflist(config), path)
         log.info(f"container-network-cni: network {config.name} ready")
         return None
 
@@ -143,8 +144,13 @@ class CniDriver(Driver):
             raise InvalidArgument(
                 f"network {config.name}: the MTU of a cni network is its CNI configuration's"
             )
-        att = CniAttachment(request.owner, str(request.netns), request.interface)
         invoker = self.invoker(config)
+        if not request.strategy or not request.netns:
+            # allocation only (`network attach` without --netns): the list's IPAM alone
+            att = CniAttachment(request.owner, own_netns(), request.interface)
+            result = invoker.add(ipam_only(conflist, config.name), att, runtime)
+            return self.attachment(request, config, result), {"result": result, "ipamOnly": True}
+        att = CniAttachment(request.owner, str(request.netns), request.interface)
         # On failure the host calls deallocate (DEL without a result), which frees what a
         # plugin of the list did before another one failed.
         result = invoker.add(conflist, att, runtime)
@@ -179,6 +185,10 @@ class CniDriver(Driver):
         if not mac:
             sandboxed = [i for i in interfaces if i.get("sandbox")]
             mac = str((sandboxed or [{}])[0].get("mac") or "")
+        if not mac and request.netns:  # a result without the interface's MAC: the kernel's
+            mac = link_mac(str(request.netns), request.interface) or ""
+        if not mac:  # no interface (an allocation only, or a list handing out addresses)
+            mac = generate_mac()
         gateway = v4.get("gateway")
         return Attachment(
             network=config.name,
@@ -186,7 +196,7 @@ class CniDriver(Driver):
             hostname=hostname_for(request.hostname, self.host.allocator.domain),
             address=ipaddress.IPv4Interface(v4["address"]),
             gateway=ipaddress.IPv4Address(gateway) if gateway else config.ipv4_gateway,
-            mac_address=mac.lower() or "00:00:00:00:00:00",
+            mac_address=mac.lower(),
             mtu=int(
                 self.conflist(config)["plugins"][0].get("mtu") or self.host.allocator.default_mtu
             ),
@@ -201,10 +211,12 @@ class CniDriver(Driver):
         data = record.data or {}
         if record.data is None and kill_stragglers(record.owner, record.interface):
             log.info(f"container-network-cni: ended the unfinished ADD of {record.owner[:12]}")
-        att = CniAttachment(record.owner, record.netns or "", record.interface)
-        self.invoker(config).delete(
-            self.conflist(config), att, data.get("result"), self.runtime(data)
-        )
+        att = CniAttachment(record.owner, record.netns or own_netns(), record.interface)
+        conflist = self.conflist(config)
+        ipam = data.get("ipamOnly") if record.data is not None else record.netns is None
+        if ipam:  # an allocation only: its IPAM's
+            conflist = ipam_only(conflist, config.name)
+        self.invoker(config).delete(conflist, att, data.get("result"), self.runtime(data))
 
     # -- published ports (the list's portmap plugin) --------------------------------------
 
@@ -230,9 +242,10 @@ class CniDriver(Driver):
             if record.state != "ready" or "result" not in data:
                 problems.append(f"{record.owner[:12]}: attachment is {record.state}")
                 continue
-            att = CniAttachment(record.owner, record.netns or "", record.interface)
+            att = CniAttachment(record.owner, record.netns or own_netns(), record.interface)
+            listed = ipam_only(conflist, config.name) if data.get("ipamOnly") else conflist
             try:
-                invoker.check(conflist, att, data["result"], self.runtime(data))
+                invoker.check(listed, att, data["result"], self.runtime(data))
             except CniError as exc:
                 problems.append(f"{record.owner[:12]} {record.interface}: {exc.message}")
         return problems
@@ -248,7 +261,13 @@ class CniDriver(Driver):
                     " sandbox is gone; releasing"
                 )
                 self.host.drop_quietly(record)
-        for config in self.host.all_networks():
+        networks = self.host.all_networks()
+        known = {f"{c.name}.conflist" for c in networks}
+        kept = self.list_file("x").parent
+        for stale in kept.glob("*.conflist") if kept.is_dir() else []:
+            if stale.name not in known:  # its network is gone: a later one of that name
+                stale.unlink(missing_ok=True)  # must not inherit its list
+        for config in networks:
             valid = [
                 {"containerID": r.owner, "ifname": r.interface}
                 for r in self.host.records.list(config.name)
@@ -279,3 +298,43 @@ def remove_idle_bridge(name: str) -> None:
             return
         ipr.link("del", index=found[0])
         log.info(f"container-network-cni: removed bridge {name}")
+
+
+def link_mac(netns: str, ifname: str) -> str | None:
+    """The MAC of an interface in a sandbox (for a CNI result that does not give it);
+    None if there is none (a list that only hands out addresses, as `static` alone)."""
+    from pyroute2 import IPRoute  # kernel library: helper only
+
+    from ...dataplane import nsutil
+
+    fd = nsutil.open_netns(netns, Path("/run/netns"))
+    home = nsutil.current_netns_fd()
+    try:
+        with nsutil.entered(fd, home):
+            ipr = IPRoute()
+    finally:
+        os.close(fd)
+        os.close(home)
+    with ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        mac = ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else None
+    return str(mac) if mac else None
+
+
+def ipam_only(conflist: dict[str, Any], network: str) -> dict[str, Any]:
+    """A list of the IPAM plugin alone, as the first plugin with an `ipam` runs it (host-local
+    needs no namespace): what an allocation-only attachment uses."""
+    for plugin in conflist["plugins"]:
+        ipam = plugin.get("ipam")
+        if isinstance(ipam, dict) and isinstance(ipam.get("type"), str):
+            return {**conflist, "plugins": [{**plugin, "type": ipam["type"]}]}
+    raise InvalidArgument(
+        f"network {network}: its CNI configuration has no IPAM, so nothing can be allocated"
+        " without a sandbox (give --netns)"
+    )
+
+
+def own_netns() -> str:
+    """CNI_NETNS for an allocation only: the spec requires one, and an IPAM plugin run
+    alone does not enter it, so the helper's own namespace."""
+    return f"/proc/{os.getpid()}/ns/net"

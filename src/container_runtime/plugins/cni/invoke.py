@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,51 @@ class Attachment:
     args: str = ""
 
 
+class Watchdog:
+    """Kills plugin processes that outlive their deadline: one thread for all calls."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.watched: dict[int, tuple[float, subprocess.Popen[bytes]]] = {}
+        self.expired: set[int] = set()
+        self.next_token = 0
+        self.thread: threading.Thread | None = None
+
+    def watch(self, proc: subprocess.Popen[bytes], seconds: float) -> int:
+        with self.cond:
+            self.next_token += 1
+            self.watched[self.next_token] = (time.monotonic() + seconds, proc)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.run, name="cni-watchdog", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+            return self.next_token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; True if the process was killed for running too long."""
+        with self.cond:
+            self.watched.pop(token, None)
+            if token in self.expired:
+                self.expired.discard(token)
+                return True
+            return False
+
+    def run(self) -> None:
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, proc) in list(self.watched.items()):
+                    if deadline <= now:
+                        proc.kill()
+                        self.expired.add(token)
+                        del self.watched[token]
+                soonest = min((d for d, _ in self.watched.values()), default=None)
+                self.cond.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+WATCHDOG = Watchdog()
+
+
 class Invoker:
     """Runs one network's conflist on a CNI path (a list of directories)."""
 
@@ -84,29 +130,33 @@ class Invoker:
             )
         binary = self.find(kind)
         try:
-            proc = subprocess.run(
+            # no preexec_fn (PDEATHSIG): it costs a full fork, ~10-20 ms a call here; a
+            # plugin a killed helper left running is ended by kill_stragglers
+            proc = subprocess.Popen(
                 [str(binary)],
-                input=json.dumps(conf).encode(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=env,
-                capture_output=True,
-                timeout=PLUGIN_TIMEOUT,
-                # no preexec_fn (PDEATHSIG): it costs a full fork, ~10-20 ms a call here;
-                # a plugin a killed helper left running is ended by kill_stragglers
-                check=False,
             )
-        except subprocess.TimeoutExpired:
-            raise CniError(
-                f"CNI plugin {kind} {command} timed out after {PLUGIN_TIMEOUT:.0f} s"
-            ) from None
         except OSError as exc:
             raise CniError(f"CNI plugin {kind} {command} cannot run: {exc.strerror}") from None
-        out = proc.stdout.strip()
+        # A watchdog, not communicate(timeout=): with a timeout the final wait polls with
+        # sleeps, a millisecond or more on every call (and a Timer thread per call, 0.5 ms).
+        token = WATCHDOG.watch(proc, PLUGIN_TIMEOUT)
+        try:
+            stdout, stderr = proc.communicate(json.dumps(conf).encode())
+        finally:
+            expired = WATCHDOG.unwatch(token)
+        if expired:
+            raise CniError(f"CNI plugin {kind} {command} timed out after {PLUGIN_TIMEOUT:.0f} s")
+        out = stdout.strip()
         try:
             reply = json.loads(out) if out else {}
         except ValueError:
             reply = None
         if proc.returncode != 0:
-            raise CniError(_error_line(kind, command, reply, proc.stderr))
+            raise CniError(_error_line(kind, command, reply, stderr))
         if not isinstance(reply, dict):
             raise CniError(f"CNI plugin {kind} {command} printed no JSON object")
         return reply
