@@ -308,3 +308,26 @@ def test_published_ports_are_refused_and_nothing_is_held(system: System, network
         assert attachments(inst, network) == before
     finally:
         inst.cli("rm", "-f", "mp", check=False)
+
+
+def test_a_parent_down_at_restart_does_not_stop_the_system(system: System, lan: Lan) -> None:
+    """Runs last: restarts the system. A macvlan network whose parent is down when the API
+    server starts is logged and marked failed; everything else starts."""
+    inst = system.inst
+    inst.sh("ip", "link", "add", "lan9", "type", "veth", "peer", "name", "lan9p")
+    try:
+        inst.sh("ip", "link", "set", "lan9", "up")
+        inst.cli(
+            "network", "create", "lan9net", "--plugin", "macvlan", "--option", "parent=lan9",
+            "--subnet", "10.81.0.0/24",
+        )  # fmt: skip
+        inst.cli("system", "stop")
+        inst.sh("ip", "link", "set", "lan9", "down")
+        inst.cli("system", "start")
+        assert "lan9net" in inst.cli("network", "ls", "-q").stdout.split()
+        assert _inspect_network(inst, "lan9net")["status"]["state"] == "failed"
+        inst.sh("ip", "link", "set", "lan9", "up")
+        inst.cli("network", "rm", "lan9net")
+    finally:
+        inst.cli("network", "rm", "lan9net", check=False)
+        inst.sh("ip", "link", "del", "lan9", check=False)

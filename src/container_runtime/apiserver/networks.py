@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Config
-from ..errors import Conflict, Exhausted, InvalidArgument, NotFound
+from ..errors import Conflict, ContainerError, Exhausted, InvalidArgument, NotFound
 from ..models import (
     DEFAULT_NETWORK,
     DEFAULT_PLUGIN,
@@ -170,7 +170,15 @@ class NetworkService:
     def realise_pending(self) -> None:
         """Ask the helpers to build every network (idempotent); record their bridges."""
         for network in self.list():
-            self._realise(network.configuration)
+            try:
+                self._realise(network.configuration)
+            except ContainerError as exc:  # e.g. a macvlan parent that is down: start anyway
+                if network.configuration.builtin:
+                    raise
+                name = network.configuration.name
+                log.error(f"container-apiserver: cannot realise network {name}: {exc}")
+                with self.db.write() as conn:
+                    conn.execute("UPDATE networks SET state = 'failed' WHERE name = ?", (name,))
 
     def namespace_strategy(self, plugin: str) -> str:
         """The interface strategy a plugin uses for a container's namespace."""
