@@ -20,9 +20,11 @@ import ipaddress
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from support import probes
@@ -261,6 +263,59 @@ def test_sigkill_of_the_helper_leaks_nothing(system: System, lan: Lan, network: 
         inst.cli("network", "detach", network, "--name", "again", check=False)
         inst.cli("network", "detach", network, "--name", "doomed", check=False)
         inst.cli("rm", "-f", "m3", check=False)
+
+
+def _plugin_db(inst: Instance) -> Path:
+    """Where the macvlan helper keeps its attachments."""
+    return inst.root / "state.db"
+
+
+def test_a_helper_killed_mid_attach_or_mid_release_leaks_no_link(
+    system: System, lan: Lan, network: str
+) -> None:
+    """The two windows a SIGKILL can hit: after an allocation was committed but before the
+    attach finished (state `allocated`, the link already in the namespace), and after a
+    release was committed but before the background deletion (`macvlan_deleting`). The
+    states are made by editing the helper's database while it is stopped, then it is
+    killed: the restarted helper deletes both links and releases the half-made one."""
+    inst = system.inst
+    pool = NetnsPool()
+    pid = None
+    try:
+        half, released = pool.create("half"), pool.create("rel")
+        for owner, ns in (("half", half), ("rel", released)):
+            inst.cli("network", "attach", network, "--name", owner, "--netns", f"/run/netns/{ns}")
+            assert "eth0" in probes.link_names(ns)
+        pid = inst.pid("network-macvlan")
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(_plugin_db(inst), timeout=10)
+        try:
+            with conn:
+                conn.execute("UPDATE attachments SET state = 'allocated' WHERE owner = 'half'")
+                row = conn.execute(
+                    "SELECT netns, interface FROM attachments WHERE owner = 'rel'"
+                ).fetchone()
+                conn.execute("DELETE FROM attachments WHERE owner = 'rel'")
+                conn.execute(
+                    "INSERT INTO macvlan_deleting(netns, interface, alias) VALUES (?, ?, ?)",
+                    (row[0], row[1], f"container-runtime:macvlan:macvlan:{network}:rel:eth0"),
+                )
+        finally:
+            conn.close()
+        os.kill(pid, signal.SIGKILL)
+        inst.wait_pid_change("network-macvlan", pid)
+        pid = None
+        owners = lambda: {a["owner"] for a in attachments(inst, network)}  # noqa: E731
+        assert _wait(lambda: not {"half", "rel"} & owners()), owners()
+        assert "eth0" not in probes.link_names(half), "the half-made link was deleted"
+        assert "eth0" not in probes.link_names(released), "the released link was deleted"
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        for owner in ("half", "rel"):
+            inst.cli("network", "detach", network, "--name", owner, check=False)
+        pool.cleanup()
 
 
 def test_check_reports_what_is_wrong(system: System, lan: Lan, network: str) -> None:
