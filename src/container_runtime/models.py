@@ -230,10 +230,6 @@ class NetworkConfiguration:
         return None if self.ipv6_subnet is None else self.ipv6_subnet.network_address + 1
 
     @property
-    def variant(self) -> str:
-        return self.options.get("variant", "shared")
-
-    @property
     def builtin(self) -> bool:
         return self.labels.get("builtin") == "true"
 

@@ -50,6 +50,14 @@ class Paths:
     def api_log(self) -> Path:
         return self.run_dir / "apiserver.log"
 
+    def plugin_dir(self, plugin: str) -> Path:
+        """A plugin's own persistent state (nothing else reads it)."""
+        return self.root / "plugins" / plugin
+
+    def plugin_database(self, plugin: str) -> Path:
+        """The SDK host's database of one plugin (plugin/store.py)."""
+        return self.plugin_dir(plugin) / "state.db"
+
     def helper_socket(self, plugin: str) -> Path:
         return self.run_dir / f"network-{plugin}.sock"
 

@@ -1,11 +1,10 @@
-"""The state database: one SQLite file (WAL) shared by the API server and the helpers.
+"""The state database: the API server's SQLite file (WAL), read by the DNS server.
 
-Each table has one writer: the API server writes `networks`, `containers`, `endpoints`
-and `dns_domains`; the bridge plugin's helper writes its private `attachments`,
-`alloc_cursor` and `port_forwards`, which nothing else reads (a plugin's state is its
-own: everything the rest of the system knows of an attachment is the API server's
-`endpoints` record of the helper's reply, see apiserver/endpoints.py).  Uniqueness of
-an address or MAC on a network is a database constraint in the plugin's tables.
+The API server writes `networks`, `containers`, `endpoints` and `dns_domains`; the DNS
+server follows `dns_changes`.  A plugin's state is its own database file
+(plugin/store.py), which nothing here reads: everything the rest of the system knows of
+an attachment is the API server's `endpoints` record of the helper's reply
+(apiserver/endpoints.py).  `Database` and `connect` serve both kinds of file.
 
 A writer waits at most BUSY_TIMEOUT for the write lock; a database that stays locked
 (or cannot be written) is a StateUnavailable naming the file, the cause and, for a
@@ -17,7 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,13 +28,9 @@ BUSY_TIMEOUT = 5.0
 # SQLite's WAL write lock: one byte of the -shm file (WALINDEX_LOCK_OFFSET 120 + 0).
 _WAL_WRITE_LOCK_BYTE = 120
 
-SCHEMA_VERSION = 2  # 2: endpoints (the DNS change log follows it, not attachments)
+SCHEMA_VERSION = 3  # 2: endpoints (the DNS change log follows it); 3: no plugin tables
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS networks (
     name TEXT PRIMARY KEY,
     config TEXT NOT NULL,            -- NetworkConfiguration JSON
@@ -43,45 +38,6 @@ CREATE TABLE IF NOT EXISTS networks (
     bridge TEXT,
     created_at TEXT NOT NULL,
     dns_address TEXT                 -- the plugin's dnsAddress ('': none, NULL: the gateway)
-);
-CREATE TABLE IF NOT EXISTS attachments (
-    network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
-    owner TEXT NOT NULL,             -- container id or bare attachment name
-    hostname TEXT NOT NULL,
-    address INTEGER NOT NULL,        -- IPv4 as integer
-    prefixlen INTEGER NOT NULL,
-    gateway TEXT NOT NULL,
-    mac TEXT NOT NULL,
-    mtu INTEGER NOT NULL,
-    interface TEXT NOT NULL,
-    ipv6 TEXT,
-    netns TEXT,
-    strategy TEXT,
-    host_ifname TEXT,
-    state TEXT NOT NULL,             -- allocated | ready
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (network, owner),
-    UNIQUE (network, address),
-    UNIQUE (network, mac)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS attachments_ipv6 ON attachments(network, ipv6)
-    WHERE ipv6 IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_ifname)
-    WHERE host_ifname IS NOT NULL;
--- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
-CREATE INDEX IF NOT EXISTS attachments_hostname ON attachments(network, hostname);
-CREATE TABLE IF NOT EXISTS alloc_cursor (
-    network TEXT PRIMARY KEY,
-    next_offset INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS port_forwards (
-    owner TEXT NOT NULL,             -- container id
-    protocol TEXT NOT NULL,
-    host_ip TEXT NOT NULL,           -- '' = every host address
-    host_port INTEGER NOT NULL,
-    container_ip TEXT NOT NULL,
-    container_port INTEGER NOT NULL,
-    PRIMARY KEY (protocol, host_ip, host_port)
 );
 -- What each plugin's helper replied to an attach, as the API server recorded it (the only
 -- attachment data inspect, DNS, network users and reconciliation read).
@@ -291,27 +247,49 @@ def open_by(path: Path, limit: int = 5) -> list[int]:
     return sorted(pids)
 
 
-def initialise(path: Path) -> None:
+def apply_schema(
+    path: Path,
+    schema: str,
+    version: int,
+    extra: Iterable[str] = (),
+    add_columns: Iterable[tuple[str, str, str]] = (),
+) -> None:
+    """Create a database's tables (statements separated by `;`), add the `add_columns`
+    (table, column, type) an older file lacks, then run `extra` (whole statements, e.g.
+    triggers), and record its schema version in `meta`."""
     conn = connect(path)
     try:
         with transaction(conn):
-            for statement in SCHEMA.split(";"):
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(networks)")}
-            if "dns_address" not in columns:  # a database from before plugins said so
-                conn.execute("ALTER TABLE networks ADD COLUMN dns_address TEXT")
-            for old in _OLD_TRIGGERS:
-                conn.execute(f"DROP TRIGGER IF EXISTS {old}")
-            for trigger in TRIGGERS:
-                conn.execute(trigger)
+            for table, column, declared in add_columns:  # a database from before them
+                if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
+            for statement in extra:
+                conn.execute(statement)
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
+                (str(version),),
             )
     finally:
         conn.close()
+
+
+def initialise(path: Path) -> None:
+    """The API server's database (the DNS server's triggers with it)."""
+    drops = [f"DROP TRIGGER IF EXISTS {old}" for old in _OLD_TRIGGERS]
+    apply_schema(
+        path,
+        SCHEMA,
+        SCHEMA_VERSION,
+        [*drops, *TRIGGERS],
+        add_columns=[("networks", "dns_address", "TEXT")],
+    )
 
 
 @contextmanager
@@ -350,8 +328,8 @@ def _unavailable(conn: sqlite3.Connection, exc: sqlite3.OperationalError) -> Exc
 class Database:
     """A connection guarded by a lock, for a multi-threaded daemon."""
 
-    def __init__(self, path: Path) -> None:
-        initialise(path)
+    def __init__(self, path: Path, schema: Callable[[Path], None] = initialise) -> None:
+        schema(path)
         self.path = path
         self.conn = connect(path)
         self.lock = threading.RLock()

@@ -236,6 +236,11 @@ def test_network_deleted_while_containers_are_created_strands_nothing(system: Sy
     assert created and len(created) < len(tries), "the burst did not race: it tested nothing"
     assert not leftover
     assert "burst" not in inst.cli("network", "ls", "-q").stdout.split()
+    helper = UnixClient(inst.run_dir / "network-bridge.sock")
+    try:  # nor does the plugin hold it (its own record), nor anything on it
+        assert "burst" not in helper.request("GET", "/status")["networks"]
+    finally:
+        helper.close()
 
 
 def test_rm_force_removes_a_container_whose_network_is_gone(system: System) -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from container_runtime.errors import Conflict, Exhausted, NotFound
 from container_runtime.models import AttachmentRequest, NetworkConfiguration
 from container_runtime.plugin.allocator import AddressPool, Allocator
+from container_runtime.plugin.store import open_store
 from container_runtime.state import Database
 
 
@@ -30,7 +31,7 @@ def make_network(
     )
     with db.write() as conn:
         conn.execute(
-            "INSERT INTO networks(name, config, state, created_at) VALUES (?, ?, 'running', '')",
+            "INSERT INTO networks(name, config, created_at) VALUES (?, ?, '')",
             (name, json.dumps(config.to_json())),
         )
     return config
@@ -44,7 +45,7 @@ def req(
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
-    return Database(tmp_path / "state.db")
+    return open_store(tmp_path / "state.db")
 
 
 def test_first_address_is_dot_two_and_log_format(
@@ -177,7 +178,7 @@ operations = st.lists(
 def test_no_two_live_attachments_share_address_or_mac(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, str, int | None]]
 ) -> None:
-    db = Database(tmp_path_factory.mktemp("prop") / "state.db")
+    db = open_store(tmp_path_factory.mktemp("prop") / "state.db")
     configs = {
         "n1": make_network(db, "n1", "10.1.0.0/28"),
         "n2": make_network(db, "n2", "10.2.0.0/29"),
@@ -259,7 +260,7 @@ def test_a_pool_limits_allocations_to_its_ranges_and_skips_reserved(db: Database
 def test_pool_allocations_stay_inside(
     tmp_path_factory: pytest.TempPathFactory, start: int, size: int, reserved: set[int]
 ) -> None:
-    db = Database(tmp_path_factory.mktemp("pool") / "state.db")
+    db = open_store(tmp_path_factory.mktemp("pool") / "state.db")
     config = make_network(db, "foo", "10.6.0.0/24")
     block = ipaddress.IPv4Network((f"10.6.0.{start}", size), strict=False)
     held = frozenset(ipaddress.IPv4Address(f"10.6.0.{r}") for r in reserved)

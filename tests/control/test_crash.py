@@ -107,8 +107,8 @@ def test_allocations_survive_sigkill_of_helper_and_apiserver(instance: Instance)
     assert TAKEN_MAC not in macs
     assert not set(refused) & set(listed)
 
-    db = sqlite3.connect(inst.root / "state.db")
-    rows = db.execute("SELECT owner, state FROM attachments WHERE network = 'foo'").fetchall()
+    db = sqlite3.connect(inst.root / "state.db")  # the API server's record matches
+    rows = db.execute("SELECT owner, address FROM endpoints WHERE network = 'foo'").fetchall()
     db.close()
     assert {o for o, _ in rows} == set(results) | {"holder"}
-    assert {s for _, s in rows} == {"ready"}
+    assert len({a for _, a in rows}) == len(rows)

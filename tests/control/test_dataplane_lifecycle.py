@@ -98,10 +98,13 @@ def test_sigkill_and_restart_reconciles_kernel_with_state(
         inst.sh("ip", "link", "del", foo_bridge)  # a bridge of ours someone removed
         netns_pool.exec(vanish, ["true"])
         os.system(f"ip netns del {vanish}")  # a member's namespace that went away
-        db = sqlite3.connect(inst.root / "state.db")
+        # The bridge plugin's own database (white box: what its helper had committed).
+        db = sqlite3.connect(inst.root / "plugins" / "bridge" / "state.db")
         with db:  # a release committed just before the helper died: its veth is an orphan
             db.execute("DELETE FROM attachments WHERE owner = 'orphan'")
-            # a network deleted just before the helper could remove its bridge
+        db.close()
+        db = sqlite3.connect(inst.root / "state.db")
+        with db:  # a network the API server deleted just before asking the helper to
             db.execute("DELETE FROM networks WHERE name = 'gone'")
         db.close()
     finally:

@@ -103,13 +103,21 @@ def test_locked_state_database_is_a_clear_bounded_error(instance: Instance) -> N
         assert took < 10, f"waited {took:.1f} s on the lock"
         # Reading still works while the lock is held (WAL).
         assert inst.cli("network", "ls", "-q").stdout.split() == ["default"]
-        # The helper waits on the lock too, silent meanwhile: it is not killed for that
-        # (that would not free the lock) and its refusal is not retried on and on.
+    finally:
+        holder.rollback()
+        holder.close()
+    # The helper's own database (the SDK host's file): it waits on that lock, silent
+    # meanwhile, and is not killed for that (that would not free the lock); its refusal
+    # is not retried on and on.
+    own = inst.root / "plugins" / "bridge" / "state.db"
+    holder = sqlite3.connect(own, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
         helper = inst.pid("network-bridge")
         began = time.monotonic()
         result = inst.cli("network", "attach", "default", "--name", "a", check=False)
         took = time.monotonic() - began
-        assert_refused(result, f"state database {db} is locked by another process")
+        assert_refused(result, f"state database {own} is locked by another process")
         assert took < 10, f"attach waited {took:.1f} s on the lock"
     finally:
         holder.rollback()

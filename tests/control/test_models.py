@@ -195,7 +195,7 @@ def test_network_configuration_round_trip() -> None:
         options={"variant": "isolated"},
     )
     assert NetworkConfiguration.from_json(config.to_json()) == config
-    assert config.variant == "isolated" and config.ipv6_gateway == ipaddress.IPv6Address(
+    assert config.options["variant"] == "isolated" and config.ipv6_gateway == ipaddress.IPv6Address(
         "fd00:1::1"
     )
 

@@ -20,7 +20,7 @@ from container_runtime.paths import Paths
 from container_runtime.plugin import StatusReply
 from container_runtime.plugin.driver import Driver
 from container_runtime.plugin.host import PluginHost, build_router
-from container_runtime.state import Database
+from container_runtime.plugin.store import open_store
 
 
 class Recorder(Driver):
@@ -72,13 +72,13 @@ def network(name: str, **kw: Any) -> NetworkConfiguration:
 def served(tmp_path: Path) -> Iterator[Served]:
     paths = Paths(tmp_path / "root", tmp_path / "run", tmp_path / "config.toml")
     paths.run_dir.mkdir(parents=True)
-    db = Database(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     driver = Recorder()
     host = PluginHost(driver, paths, db, "test", 1500)
     config = network("n1")
     with db.write() as conn:
         conn.execute(
-            "INSERT INTO networks(name, config, state, created_at) VALUES (?, ?, 'running', '')",
+            "INSERT INTO networks(name, config, created_at) VALUES (?, ?, '')",
             ("n1", json.dumps(config.to_json())),
         )
     sock = tmp_path / "run" / "network-rec.sock"

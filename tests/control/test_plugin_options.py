@@ -47,3 +47,8 @@ def test_options_come_from_each_plugins_manifest(
     )
     assert_refused(result, "unknown interface strategy 'macvtap' (valid: veth, tap)")
     assert attachments(inst, "b2") == []
+    # the CLI's help lists what each installed plugin offers, from the manifests
+    helped = inst.cli("network", "attach", "--help").stdout
+    assert "  bridge: veth, tap\n" in helped and "  example: (none)\n" in helped
+    helped = inst.cli("network", "create", "--help").stdout
+    assert "  example: colour=red|blue\n" in helped

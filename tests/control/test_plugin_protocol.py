@@ -40,14 +40,25 @@ server.serve_forever()
 """
 
 
-def install_plugin(directory: Path, declared: int, reported: int) -> None:
+def install_plugin(
+    directory: Path, declared: int, reported: int, manifest: str = "strategies = []\n"
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     exe = directory / "container-network-future"
     exe.write_text(FAKE_HELPER.format(python=sys.executable, reported=reported))
     exe.chmod(0o755)
     (directory / "future.toml").write_text(
-        f'name = "future"\nversion = "9.0"\nprotocol = {declared}\n'
-        f'executable = "{exe}"\nstrategies = []\n'
+        f'name = "future"\nversion = "9.0"\nprotocol = {declared}\nexecutable = "{exe}"\n{manifest}'
+    )
+
+
+def assert_nothing_made(inst: Instance, before: list[str]) -> None:
+    assert network_names(inst) == before  # nothing was made
+    assert not (inst.run_dir / "network-future.sock").exists()  # a refused helper is stopped
+    assert not any(
+        b"container-network-future" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        for pid in inst.our_processes()
+        if Path(f"/proc/{pid}").exists()
     )
 
 
@@ -75,13 +86,34 @@ def test_a_plugin_of_another_protocol_version_is_refused(
         where,
         f"this runtime speaks version {PROTOCOL_VERSION}",
     )
-    assert network_names(inst) == before  # nothing was made
-    assert not (inst.run_dir / "network-future.sock").exists()  # a refused helper is stopped
-    assert not any(
-        b"container-network-future" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        for pid in inst.our_processes()
-        if Path(f"/proc/{pid}").exists()
-    )
+    assert_nothing_made(inst, before)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (
+            'strategies = ["veth"]\n',
+            "its helper offers strategies [] but its manifest",
+        ),
+        (
+            'strategies = []\nservices = ["dns"]\n',
+            "plugin future does not offer the network service (services: dns;",
+        ),
+    ],
+)
+def test_a_plugin_whose_manifest_and_helper_disagree_is_refused(
+    stopped_instance: Instance, manifest: str, message: str
+) -> None:
+    inst = stopped_instance
+    plugins = inst.base / "plugins"
+    install_plugin(plugins, PROTOCOL_VERSION, PROTOCOL_VERSION, manifest)
+    inst.env["CONTAINER_PLUGIN_PATH"] = str(plugins)
+    inst.start()
+    before = network_names(inst)
+    refused = inst.cli("network", "create", "later", "--plugin", "future", check=False)
+    assert_refused(refused, message)
+    assert_nothing_made(inst, before)
 
 
 def validator(call: str, part: str = "response") -> jsonschema.Draft202012Validator:

@@ -12,6 +12,7 @@ import pytest
 from container_runtime.errors import Conflict, InvalidArgument
 from container_runtime.models import NetworkMode
 from container_runtime.plugins.bridge.dataplane import LinuxDataPlane
+from container_runtime.plugins.bridge.driver import isolated
 from container_runtime.plugins.bridge.firewall import PortForward
 
 from .helpers import PeerServer, member, net, no_ping, ping, run_in, tcp_peer, unreachable
@@ -130,7 +131,7 @@ def test_isolated_variant_members_reach_only_the_gateway(sandbox: Sandbox) -> No
         brv = dp.setup_network(v)
         dp.sync_firewall([(v, brv)], [])
         v1, v2 = dp.create_netns("v1"), dp.create_netns("v2")
-        assert v.variant == "isolated"
+        assert isolated(v)
         dp.attach(member(v, 2), brv, v1, "veth", True, True)
         dp.attach(member(v, 3), brv, v2, "veth", True, True)
         PeerServer(v1)

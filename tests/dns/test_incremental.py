@@ -16,6 +16,7 @@ from container_runtime.dns.records import Snapshot, load_snapshot, update_snapsh
 from container_runtime.errors import Conflict, Exhausted, NotFound
 from container_runtime.models import AttachmentRequest, NetworkConfiguration
 from container_runtime.plugin.allocator import Allocator
+from container_runtime.plugin.store import open_store
 from container_runtime.state import Database
 
 
@@ -31,14 +32,21 @@ def add_network(db: Database, name: str, subnet: str) -> NetworkConfiguration:
 
 
 class Attacher:
-    """Attach and release as the API server does: the plugin's allocator, then the
-    API server's endpoints record of its reply (what the DNS server reads)."""
+    """Attach and release as the API server does: the plugin's allocator (in its own
+    database, beside the API server's), then the API server's endpoints record of its
+    reply (what the DNS server reads)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.allocator = Allocator(db, "test", 1500)
+        self.store = open_store(db.path.parent / "plugins" / "bridge" / "state.db")
+        self.allocator = Allocator(self.store, "test", 1500)
 
     def attach(self, request: AttachmentRequest, config: NetworkConfiguration) -> None:
+        with self.store.write() as conn:  # as the plugin was sent it (POST /networks)
+            conn.execute(
+                "INSERT OR IGNORE INTO networks(name, config, created_at) VALUES (?, ?, '')",
+                (config.name, json.dumps(config.to_json())),
+            )
         attachment, _ = self.allocator.allocate(request, config)
         with self.db.write() as conn:
             endpoints.record(conn, "bridge", attachment.to_json(), attachment.owner)

@@ -1,4 +1,6 @@
-"""What a container system holds, read straight from the database, the kernel and /proc.
+"""What a container system holds, read from the API server's database, each plugin's
+helper (its attachments, through the protocol: a plugin's own state is private), the
+kernel and /proc.
 
 `snapshot` is the before/after picture for "a refusal changes nothing"; `consistency`
 counts the crash-safety invariants (all must be zero) for the chaos test and bench.
@@ -16,26 +18,47 @@ from typing import Any
 
 from .instance import Instance
 
-# Tables whose rows are the system's state. Not dns_changes (a change log) nor
-# alloc_cursor: by the round-robin policy (docs/NETWORKING.md) an allocation refused after
-# it was made counts as a release, and moving past a just-released address is the policy.
-STATE_TABLES = (
-    "networks",
-    "attachments",
-    "port_forwards",
-    "dns_domains",
-    "containers",
-)
+# The API server's tables whose rows are the system's state (not dns_changes, a change
+# log). The plugins' part is what their helpers list (published ports show in the nft
+# ruleset): by the round-robin policy (docs/NETWORKING.md) an allocation refused after it
+# was made counts as a release, so the allocator's cursor is not compared.
+STATE_TABLES = ("networks", "endpoints", "dns_domains", "containers")
+
+
+def plugin_attachments(inst: Instance) -> list[tuple[str, str, str, str, str | None]]:
+    """(network, owner, address, mac, netns) of every attachment each network's helper
+    holds, asked over its socket (GET /networks/{name}/attachments)."""
+    from container_runtime.client import UnixClient
+
+    db = sqlite3.connect(f"file:{inst.root / 'state.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        nets = [
+            (n, json.loads(c).get("plugin", "bridge"))
+            for n, c in db.execute("SELECT name, config FROM networks")
+        ]
+    finally:
+        db.close()
+    found = []
+    for name, plugin in nets:
+        client = UnixClient(inst.run_dir / f"network-{plugin}.sock", timeout=30)
+        try:
+            for a in client.request("GET", f"/networks/{name}/attachments"):
+                address = str(ipaddress.ip_interface(a["address"]).ip)
+                found.append((name, a["owner"], address, a["macAddress"], a.get("netns")))
+        finally:
+            client.close()
+    return sorted(found, key=repr)
 
 
 def state_rows(inst: Instance) -> dict[str, list[tuple[Any, ...]]]:
     db = sqlite3.connect(f"file:{inst.root / 'state.db'}?mode=ro", uri=True, timeout=10)
     try:
-        return {
+        rows = {
             t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in STATE_TABLES
         }
     finally:
         db.close()
+    return {**rows, "attachments": list(plugin_attachments(inst))}
 
 
 def link_details(inst: Instance) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
@@ -112,9 +135,6 @@ def consistency(inst: Instance) -> dict[str, int]:
     """The chaos invariants, each a count that must be zero."""
     db = sqlite3.connect(f"file:{inst.root / 'state.db'}?mode=ro", uri=True, timeout=10)
     try:
-        atts = db.execute(
-            "SELECT network, owner, address, mac, netns, state FROM attachments"
-        ).fetchall()
         nets = {
             n: (b, json.loads(c))
             for n, b, c in db.execute("SELECT name, bridge, config FROM networks")
@@ -122,16 +142,17 @@ def consistency(inst: Instance) -> dict[str, int]:
         containers = db.execute("SELECT id, name, state, pid FROM containers").fetchall()
     finally:
         db.close()
+    atts = plugin_attachments(inst)
     ids = {cid for cid, _, _, _ in containers}
     names = {name for _, name, _, _ in containers}
     running = {cid for cid, _, state, pid in containers if state == "running" and _alive(pid)}
 
-    addresses = Counter((n, a) for n, _, a, _, _, _ in atts)
-    macs = Counter((n, m) for n, _, _, m, _, _ in atts)
+    addresses = Counter((n, a) for n, _, a, _, _ in atts)
+    macs = Counter((n, m) for n, _, _, m, _ in atts)
     # Owners: a running container (a stopped one releases its addresses), a bare
     # attachment whose namespace still exists, or a bare allocation without a namespace.
     no_owner = 0
-    for _, owner, _, _, netns, _ in atts:
+    for _, owner, _, _, netns in atts:
         if owner in ids or owner in names:
             by_name = {name: cid for cid, name, _, _ in containers}
             if by_name.get(owner, owner) not in running:
@@ -156,7 +177,7 @@ def consistency(inst: Instance) -> dict[str, int]:
         if link.get("linkinfo", {}).get("info_kind") == "bridge" and link["ifname"] not in bridges
     )
     ports = [link for link in ours if link.get("master") in bridges]
-    with_iface = sum(1 for _, owner, _, _, netns, state in atts if netns or owner in running)
+    with_iface = sum(1 for _, owner, _, _, netns in atts if netns or owner in running)
     orphan_ports = max(0, len(ports) - with_iface)
 
     nft = inst.sh("nft", "-j", "list", "ruleset").json()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -75,15 +74,9 @@ def _gone(result: Result) -> bool:
 def namespace_leftovers(inst: Instance, namespaces: list[str]) -> int:
     """Interfaces in the clients' namespaces that no attachment accounts for."""
     from . import probes
+    from .audit import plugin_attachments
 
-    db = sqlite3.connect(f"file:{inst.root / 'state.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        held = Counter(
-            Path(n).name
-            for (n,) in db.execute("SELECT netns FROM attachments WHERE netns IS NOT NULL")
-        )
-    finally:
-        db.close()
+    held = Counter(Path(n).name for *_, n in plugin_attachments(inst) if n)
     extra = 0
     for ns in namespaces:
         links = [name for name in probes.link_names(ns) if name != "lo"]

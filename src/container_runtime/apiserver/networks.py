@@ -3,8 +3,8 @@
 The API server owns the `networks` table; the plugin's helper realises each
 network and allocates its attachments, which the API server records in `endpoints`
 (endpoints.py) and counts from there.  A network row is committed before its helper
-is asked to build it, and the helper builds every committed network at start, so
-a crash in between converges.
+is asked to build it, and every (re)started helper is sent the committed networks it
+lacks (netsync.py), so a crash in between converges.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Config
-from ..errors import Conflict, ContainerError, Exhausted, InvalidArgument, NotFound
+from ..errors import Conflict, Exhausted, InvalidArgument, NotFound
 from ..models import (
     DEFAULT_NETWORK,
     DEFAULT_PLUGIN,
@@ -43,7 +43,7 @@ from ..netoptions import specs_from_table, validate_options
 from ..network.plugins import find_plugin
 from ..plugin.protocol import NetworkReply
 from ..state import Database
-from . import endpoints
+from . import endpoints, netsync
 from .dnsnames import check_dns_names
 from .helpers import HelperClient
 from .hostroutes import host_routes
@@ -168,25 +168,23 @@ class NetworkService:
         return free, free.network_address + 1
 
     def realise_pending(self) -> None:
-        """Ask the helpers to build every network (idempotent); record their bridges."""
-        for network in self.list():
-            try:
-                self._realise(network.configuration)
-            except ContainerError as exc:  # e.g. a macvlan parent that is down: start anyway
-                if network.configuration.builtin:
-                    raise
-                name = network.configuration.name
-                log.error(f"container-apiserver: cannot realise network {name}: {exc}")
-                with self.db.write() as conn:
-                    conn.execute("UPDATE networks SET state = 'failed' WHERE name = ?", (name,))
+        """Start the helper of every plugin in use (each one syncs its networks: sync)."""
+        for plugin in sorted({n.configuration.plugin for n in self.list()}):
+            self.helper_for(plugin)
+
+    def sync(self, plugin: str, ask: netsync.Ask) -> None:
+        """After a helper's (re)start: send it the networks it lacks and delete the ones
+        it should not have (netsync.py)."""
+        wanted = {n.id: n.configuration for n in self.list() if n.configuration.plugin == plugin}
+        netsync.sync_networks(plugin, wanted, ask, lambda config: self._realise(config, ask))
 
     def namespace_strategy(self, plugin: str) -> str:
         """The interface strategy a plugin uses for a container's namespace."""
         return find_plugin(plugin, self.config.plugin_path).namespace_strategy()
 
-    def _realise(self, config: NetworkConfiguration) -> None:
+    def _realise(self, config: NetworkConfiguration, ask: netsync.Ask | None = None) -> None:
         reply = NetworkReply.from_json(
-            self.helper_for(config.plugin).request(
+            (ask or self.helper_for(config.plugin).request)(
                 "POST", "/networks", config.to_json(), idempotent=True
             )
         )
@@ -388,8 +386,12 @@ class NetworkService:
         }
         helper = self.helper_for(config.plugin)
         reply = helper.request("POST", f"/networks/{name}/attachments", request, idempotent=True)
-        with self.db.write() as conn:  # the record inspect and DNS read: before the reply
-            endpoints.record(conn, config.plugin, reply, owner)
+        try:
+            with self.db.write() as conn:  # the record inspect and DNS read: before the reply
+                endpoints.record(conn, config.plugin, reply, owner)
+        except sqlite3.IntegrityError:
+            self._deleted_meanwhile(config, owner)
+            raise NotFound(f"network {name} not found") from None
         try:
             # Again once recorded: of an attach and a start racing for one name, the later
             # check sees both (as container start does).
@@ -401,6 +403,17 @@ class NetworkService:
             raise
         self.on_change(True)
         return Attachment.from_json(reply)
+
+    def _deleted_meanwhile(self, config: NetworkConfiguration, owner: str) -> None:
+        """The network was deleted between an attach's helper call and its record (the
+        delete's teardown found this attachment and was refused): release it, and tear the
+        network down in the helper unless it was created again."""
+        self.helper_for(config.plugin).request(
+            "DELETE", f"/networks/{config.name}/attachments/{owner}"
+        )
+        with self.create_lock:
+            if not self._exists(config.name):
+                self._teardown_quietly(config)
 
     def detach(self, name: str, owner: str) -> Attachment:
         config = self.configuration(name)

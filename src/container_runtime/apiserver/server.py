@@ -25,7 +25,7 @@ from ..http import Request, Router, SelectorHTTPServer
 from ..network.plugins import find_plugin
 from ..paths import Paths
 from ..peercred import access_group
-from ..plugin.protocol import ProtocolError, StatusReply, check_protocol
+from ..plugin.protocol import ProtocolError, StatusReply, check_protocol, check_status
 from ..state import Database
 from . import endpoints
 from .containers import ContainerService, register_routes
@@ -69,25 +69,30 @@ class ApiServer:
                     logfile=self.paths.helper_log(plugin),
                     marker=f"container-network-{plugin}",
                     on_restart=lambda: self._helper_restarted(plugin),
+                    databases=(self.paths.plugin_database(plugin),),  # an SDK plugin's
                 )
             )
             client = HelperClient(plugin, socket, self.supervisor.processes[f"network-{plugin}"])
             try:  # the handshake: a helper speaking another protocol version is refused
                 status = StatusReply.from_json(client.request("GET", "/status"))
                 check_protocol(plugin, status.protocol, "its GET /status")
+                check_status(manifest, status)
             except ProtocolError:
                 self.supervisor.stop(f"network-{plugin}")
                 raise
+            self.networks.sync(plugin, client.request)
             self.helpers[plugin] = client
             return client
 
     def _helper_restarted(self, plugin: str) -> None:
-        """Before callers use a restarted helper: forget what its reconciliation released
-        (a plain client: the HelperClient waits for the readiness this precedes)."""
+        """Before callers use a restarted helper: sync its networks, forget what its
+        reconciliation released (a plain client: the HelperClient waits for the readiness
+        this precedes)."""
         client = UnixClient(  # bounded: readiness (and the watchdog) waits for this
             self.paths.helper_socket(plugin), timeout=5.0, what=f"container-network-{plugin}"
         )
         try:
+            self.networks.sync(plugin, client.request)
             networks = [n.id for n in self.networks.list() if n.configuration.plugin == plugin]
             endpoints.forget_released(
                 self.db,

@@ -57,6 +57,9 @@ class SupervisedProcess:
     # run after a restarted instance answers and before callers waiting for it go on
     # (the API server re-reads what a helper's reconciliation released)
     on_restart: Callable[[], None] | None = None
+    # its own state files: a foreign lock holder on one excuses its silence, as on the
+    # API server's database (a plugin's file may not exist: then nothing is excused)
+    databases: tuple[Path, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     last_restart_reason: str | None = None
@@ -239,7 +242,9 @@ class Supervisor:
                 continue
             # Only helpers with a socket write the database (the DNS server only reads,
             # and WAL readers never wait on the write lock).
-            holders = [p for p in self._lock_holders() if p != process.pid] if proc.socket else []
+            holders = (
+                [p for p in self._lock_holders(proc) if p != process.pid] if proc.socket else []
+            )
             if holders:
                 if excused_by != holders[0]:
                     log.warning(
@@ -252,8 +257,9 @@ class Supervisor:
                 continue
             self._kill_hung(proc, process, f"did not answer for {silent:.1f} s")
 
-    def _lock_holders(self) -> list[int]:
-        return lock_holders(self.database) if self.database is not None else []
+    def _lock_holders(self, proc: SupervisedProcess) -> list[int]:
+        files = [self.database] if self.database is not None else []
+        return [pid for path in [*files, *proc.databases] for pid in lock_holders(path)]
 
     def _kill_hung(
         self, proc: SupervisedProcess, process: subprocess.Popen[bytes], reason: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ContainerError
@@ -10,20 +11,22 @@ from .api import api, for_each, inspect_each, quote
 from .output import dumps, show_help, table
 
 
-class _PluginOptionsHelp(argparse.Action):
-    """`network create --help`: also lists each plugin's `--option` values, read from the
-    plugin manifests only when help is asked for (the TOML costs start-up time)."""
+class _PluginsHelp(argparse.Action):
+    """`--help` that also lists what each plugin accepts (`epilog`: a function of the
+    manifests), read from the plugin manifests only when help is asked for (the TOML
+    costs start-up time)."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        self.text = kwargs.pop("epilog")
         super().__init__(option_strings, dest, nargs=0, help="show this help and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
-        parser.epilog = plugin_options_text()
+        parser.epilog = self.text()
         parser.print_help()
         parser.exit()
 
 
-def plugin_options_text() -> str:
+def _manifests() -> list[Any]:
     from ..config import load_config
     from ..network.plugins import list_plugins
     from ..paths import Paths
@@ -32,11 +35,35 @@ def plugin_options_text() -> str:
         extra = load_config(Paths.from_env().config_file).plugin_path
     except ContainerError:
         extra = ()
+    return list_plugins(extra)
+
+
+def plugin_options_text() -> str:
     lines = ["options by plugin (--option KEY=VALUE; the first value is the default):"]
-    for plugin in list_plugins(extra):
+    for plugin in _manifests():
         accepted = " ".join(spec.describe() for spec in plugin.options)
         lines.append(f"  {plugin.name}: {accepted or '(none)'}")
     return "\n".join(lines)
+
+
+def plugin_strategies_text() -> str:
+    lines = ["interface strategies by plugin (--strategy; none: allocation only):"]
+    for plugin in _manifests():
+        lines.append(f"  {plugin.name}: {', '.join(plugin.strategies) or '(none)'}")
+    return "\n".join(lines)
+
+
+def _with_plugins_help(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    text: str,
+    epilog: Callable[[], str],
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name, help=text, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-h", "--help", action=_PluginsHelp, epilog=epilog)
+    return parser
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,13 +71,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     network.set_defaults(handler=show_help(network))
     sub = network.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
 
-    create = sub.add_parser(
-        "create",
-        help="create a network",
-        add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    create.add_argument("-h", "--help", action=_PluginOptionsHelp)
+    create = _with_plugins_help(sub, "create", "create a network", plugin_options_text)
     create.add_argument("name", metavar="NAME", help="network name (a-z, 0-9, . _ -)")
     create.add_argument(
         "--subnet", metavar="CIDR", help="IPv4 subnet (default: next free /24 from the pool)"
@@ -97,7 +118,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     prune = sub.add_parser("prune", help="delete every unused network")
     prune.set_defaults(handler=prune_networks)
 
-    attach = sub.add_parser("attach", help="allocate (and, with --netns, build) a bare attachment")
+    attach = _with_plugins_help(
+        sub,
+        "attach",
+        "allocate (and, with --netns, build) a bare attachment",
+        plugin_strategies_text,
+    )
     attach.add_argument("network", metavar="NETWORK", help="network name")
     attach.add_argument("--name", required=True, help="owner of the attachment")
     attach.add_argument("--mac", help="MAC address (default: generated)")
@@ -105,7 +131,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     attach.add_argument("--netns", help="network namespace (name or path) to put the interface in")
     attach.add_argument(
         "--strategy",
-        help="how the interface is built: one the network's plugin offers (bridge: veth, tap)",
+        help="how the interface is built: one the network's plugin offers (see the list below)",
     )
     attach.add_argument("--interface", default="eth0", help="interface name (default: eth0)")
     attach.add_argument("--secondary", action="store_true", help="no default route via this one")

@@ -21,6 +21,7 @@ from ..netoptions import OptionSpec, specs_from_table
 from ..plugin.protocol import PROTOCOL_VERSION, check_protocol
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "plugins"
+SERVICE = "network"  # what a manifest's `services` must name to serve `--plugin`
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,14 @@ def _find_plugin(name: str, extra_dirs: tuple[str, ...]) -> PluginManifest:
     for directory in plugin_dirs(extra_dirs):
         path = directory / f"{name}.toml"
         if path.is_file():
-            return load_manifest(path)
+            manifest = load_manifest(path)
+            if SERVICE not in manifest.services:
+                offered = ", ".join(manifest.services) or "none"
+                raise InvalidArgument(
+                    f"plugin {name} does not offer the {SERVICE} service (services: {offered};"
+                    f" manifest {path})"
+                )
+            return manifest
     available = ", ".join(p.name for p in list_plugins(extra_dirs)) or "none"
     raise InvalidArgument(f"unknown network plugin {name!r} (available: {available})")
 
@@ -122,6 +130,8 @@ def list_plugins(extra_dirs: tuple[str, ...] = ()) -> list[PluginManifest]:
             try:
                 manifest = load_manifest(path)
             except InvalidArgument:
+                continue
+            if SERVICE not in manifest.services:
                 continue
             seen.setdefault(manifest.name, manifest)
     return sorted(seen.values(), key=lambda m: m.name)

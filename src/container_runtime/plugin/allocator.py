@@ -1,4 +1,5 @@
-"""IP, MAC and gateway allocation for attachments, persisted in the state database.
+"""IP, MAC and gateway allocation for attachments, persisted in the plugin's database
+(store.py).
 
 Policy (documented in docs/NETWORKING.md): addresses are handed out round-robin
 from a per-network cursor kept in the database, so a just-released address is the
@@ -34,10 +35,6 @@ def generate_mac() -> str:
     octets = bytearray(os.urandom(6))
     octets[0] = (octets[0] & 0xFC) | 0x02
     return ":".join(f"{o:02x}" for o in octets)
-
-
-# The attachments of this plugin's networks.
-_OURS = "network IN (SELECT name FROM networks WHERE json_extract(config, '$.plugin') = ?)"
 
 
 @dataclass(frozen=True)
@@ -313,17 +310,13 @@ class Allocator:
         return None if row is None else _row_to_attachment(row)
 
     def rows(self) -> list[sqlite3.Row]:
-        """This plugin's attachments (the table is shared by the plugins of one state
-        database: each reconciles only its own networks')."""
         with self.db.read() as conn:
-            return conn.execute(
-                f"SELECT * FROM attachments WHERE {_OURS}", (self.plugin,)
-            ).fetchall()
+            return conn.execute("SELECT * FROM attachments").fetchall()
 
     def list(self, network: str | None = None, owner: str | None = None) -> list[Attachment]:
         sql = "SELECT * FROM attachments"
-        clauses: list[str] = [_OURS]
-        args: list[str] = [self.plugin]
+        clauses: list[str] = []
+        args: list[str] = []
         if network is not None:
             clauses.append("network = ?")
             args.append(network)
@@ -336,7 +329,3 @@ class Allocator:
         with self.db.read() as conn:
             rows = conn.execute(sql, args).fetchall()
         return [_row_to_attachment(r) for r in rows]
-
-    def forget_network(self, network: str) -> None:
-        with self.db.write() as conn:
-            conn.execute("DELETE FROM alloc_cursor WHERE network = ?", (network,))

@@ -10,6 +10,7 @@ except through the host.
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,9 @@ class Driver:
     version: ClassVar[str] = "0.1.0"
     strategies: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[dict[str, tuple[str, ...] | str]] = {}
+    # Tables of its own in the plugin's private database (plugin/store.py; `;`-separated
+    # CREATE ... IF NOT EXISTS statements), reached through `self.host.db`.
+    schema: ClassVar[str] = ""
 
     host: PluginHost
 
@@ -97,6 +101,14 @@ class Driver:
 
     def reconcile(self) -> None:
         """Make the world match the state (at start, after a crash, on POST /reload)."""
+
+    def migrate_legacy(
+        self, old: sqlite3.Connection, new: sqlite3.Connection, owners: set[str]
+    ) -> tuple[str, ...]:
+        """Move this plugin's rows of its own tables out of the pre-11.1 shared state file
+        (`old`, in a transaction) into its database (`new`, in a transaction), for the
+        attachments of `owners` the host moved; returns the old tables it emptied of them."""
+        return ()
 
     def start(self, stop: threading.Event) -> None:
         """Start background work (watchers) once serving; end it when `stop` is set."""

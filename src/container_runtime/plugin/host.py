@@ -4,8 +4,10 @@ Owns everything a plugin does not need to write itself: the instance lock and pi
 the Unix socket and its routes (docs/PLUGINS.md), SIGTERM, the allocator (IP, MAC,
 gateway) with its two guarantees — a repeated attach of an owner returns the same
 attachment, and an allocation is committed before any kernel work and before the reply,
-released again if the driver fails — and reconciliation at start. The driver (driver.py)
-only builds and removes what the host has committed.
+released again if the driver fails — the plugin's private database (store.py: the
+network configurations the API server sent, the allocator's tables, the driver's own) and
+reconciliation at start. The driver (driver.py) only builds and removes what the host has
+committed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -29,6 +32,7 @@ from ..state import Database
 from .allocator import AddressPool, Allocator
 from .driver import Driver
 from .protocol import PROTOCOL_VERSION, NetworkReply
+from .store import migrate_legacy, open_store
 
 
 class PluginHost:
@@ -49,6 +53,9 @@ class PluginHost:
 
     # -- networks -------------------------------------------------------------------------
 
+    # The plugin's own record of the networks the API server sent (its private database):
+    # committed before the driver builds a network, forgotten before it tears one down.
+
     def network_config(self, name: str) -> NetworkConfiguration:
         cached = self.configs.get(name)
         if cached is not None:
@@ -58,16 +65,13 @@ class PluginHost:
         if row is None:
             raise NotFound(f"network {name} not found")
         config = NetworkConfiguration.from_json(json.loads(row["config"]))
-        if config.plugin != self.plugin:
-            raise InvalidArgument(f"network {name} belongs to plugin {config.plugin}")
         self.configs[name] = config
         return config
 
     def all_networks(self) -> list[NetworkConfiguration]:
         with self.db.read() as conn:
             rows = conn.execute("SELECT config FROM networks ORDER BY name").fetchall()
-        configs = [NetworkConfiguration.from_json(json.loads(r["config"])) for r in rows]
-        return [c for c in configs if c.plugin == self.plugin]
+        return [NetworkConfiguration.from_json(json.loads(r["config"])) for r in rows]
 
     def pool(self, config: NetworkConfiguration) -> AddressPool:
         pool = self.pools.get(config.name)
@@ -79,19 +83,41 @@ class PluginHost:
         if config.plugin != self.plugin:
             raise InvalidArgument(f"network {config.name} belongs to plugin {config.plugin}")
         self.driver.validate(config)
+        with self.db.write() as conn:
+            new = not conn.execute(
+                "SELECT 1 FROM networks WHERE name = ?", (config.name,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO networks(name, config, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET config = excluded.config",
+                (config.name, json.dumps(config.to_json()), config.creation_date or ""),
+            )
         self.configs.pop(config.name, None)
         self.pools.pop(config.name, None)
-        link = self.driver.create_network(config)
+        try:
+            link = self.driver.create_network(config)
+        except BaseException:
+            if new:  # a network it never had: nothing of it is left held
+                self._forget_network(config.name)
+            raise
         return NetworkReply(link, self.driver.dns_address(config))
 
     def delete_network(self, name: str) -> None:
         owners = [a.owner for a in self.allocator.list(network=name)]
         if owners:
             raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
+        self._forget_network(name)
+        self.driver.delete_network(name)
+
+    def _forget_network(self, name: str) -> None:
+        try:
+            with self.db.write() as conn:
+                conn.execute("DELETE FROM alloc_cursor WHERE network = ?", (name,))
+                conn.execute("DELETE FROM networks WHERE name = ?", (name,))
+        except sqlite3.IntegrityError:  # an attach won the race
+            raise Conflict(f"network {name} is in use") from None
         self.configs.pop(name, None)
         self.pools.pop(name, None)
-        self.driver.delete_network(name)
-        self.allocator.forget_network(name)
 
     # -- attachments ----------------------------------------------------------------------
 
@@ -215,7 +241,8 @@ def serve(make_driver: Callable[[], Driver]) -> None:
     except ConfigError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         sys.exit(2)
-    db = Database(paths.database)
+    db = open_store(paths.plugin_database(driver.name), driver.schema)
+    migrate_legacy(db, paths.database, driver.name, driver.migrate_legacy)
     host = PluginHost(driver, paths, db, config.dns_domain, config.mtu or host_default_mtu())
     host.reconcile()
     socket_path = paths.helper_socket(driver.name)

@@ -60,6 +60,22 @@ def check_protocol(plugin: str, version: object, where: str) -> int:
     return version
 
 
+def check_status(manifest: Any, status: StatusReply) -> None:
+    """A helper's GET /status must be the plugin its manifest describes (a manifest naming
+    another plugin's executable, or one out of date with its helper, is refused)."""
+    if status.plugin != manifest.name:
+        raise ProtocolError(
+            f"network plugin {manifest.name}: its helper says it is plugin {status.plugin!r}"
+            f" (manifest {manifest.manifest})"
+        )
+    if sorted(status.strategies) != sorted(manifest.strategies):
+        raise ProtocolError(
+            f"network plugin {manifest.name}: its helper offers strategies"
+            f" [{', '.join(status.strategies)}] but its manifest {manifest.manifest} says"
+            f" [{', '.join(manifest.strategies)}]"
+        )
+
+
 def _field(data: Any, key: str, kind: type | tuple[type, ...], what: str) -> Any:
     if not isinstance(data, dict):
         raise ProtocolError(f"{what}: expected a JSON object")

@@ -12,6 +12,7 @@ host's (container_runtime.plugin.host); published ports: ports.py.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ class BridgeDriver(Driver):
         "spoofcheck": ("on", "off"),
         **RUNTIME_OPTIONS,
     }
+    schema: ClassVar[str] = ports.SCHEMA
 
     def bind(self, host: PluginHost) -> None:
         from .dataplane import LinuxDataPlane  # kernel libraries: helper only
@@ -121,7 +123,7 @@ class BridgeDriver(Driver):
                 request.netns,
                 request.strategy or "veth",
                 request.primary,
-                config.variant == "isolated",
+                isolated(config),
             )
         except BaseException:
             if port is not None:
@@ -163,6 +165,11 @@ class BridgeDriver(Driver):
         if removed:
             self.sync_firewall()
 
+    def migrate_legacy(
+        self, old: sqlite3.Connection, new: sqlite3.Connection, owners: set[str]
+    ) -> tuple[str, ...]:
+        return ports.migrate_legacy(old, new, owners)
+
     # -- reconciliation -------------------------------------------------------------------
 
     def reconcile(self) -> None:
@@ -191,7 +198,7 @@ class BridgeDriver(Driver):
                 stale = not self.dataplane.ensure_port(
                     row["host_ifname"],
                     self.dataplane.bridge_name(config.name),
-                    config.variant == "isolated",
+                    isolated(config),
                 )
             if stale:
                 self.allocator.release(row["network"], row["owner"])
@@ -212,6 +219,11 @@ class BridgeDriver(Driver):
         self.sync_firewall()
         if self.dataplane.remove_legacy_tables():  # after ours exist: no gap in the rules
             log.info("container-network-bridge: removed the old nft tables named 'container'")
+
+
+def isolated(config: NetworkConfiguration) -> bool:
+    """`--option variant=isolated`: members reach only the gateway (default: shared)."""
+    return config.options.get("variant", "shared") == "isolated"
 
 
 def spoofcheck(config: NetworkConfiguration) -> bool:

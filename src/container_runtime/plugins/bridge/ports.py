@@ -10,6 +10,7 @@ import errno
 import functools
 import ipaddress
 import socket
+import sqlite3
 from typing import Any
 
 from ...errors import Conflict, InvalidArgument
@@ -17,6 +18,36 @@ from ...state import Database
 from .firewall import PortForward
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# The plugin's own table in its private database (plugin/store.py).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS port_forwards (
+    owner TEXT NOT NULL,             -- container id
+    protocol TEXT NOT NULL,
+    host_ip TEXT NOT NULL,           -- '' = every IPv4 address, '::' = every IPv6 address
+    host_port INTEGER NOT NULL,
+    container_ip TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (protocol, host_ip, host_port)
+)
+"""
+_COLUMNS = "owner, protocol, host_ip, host_port, container_ip, container_port"
+
+
+def migrate_legacy(
+    old: sqlite3.Connection, new: sqlite3.Connection, owners: set[str]
+) -> tuple[str, ...]:
+    """Move the published ports out of the pre-11.1 shared file: all of them, as only the
+    bridge published ports then (reconcile drops those whose owner has no attachment)."""
+    if not old.execute("SELECT 1 FROM sqlite_master WHERE name = 'port_forwards'").fetchone():
+        return ()
+    rows = old.execute(f"SELECT {_COLUMNS} FROM port_forwards").fetchall()
+    new.executemany(
+        f"INSERT OR IGNORE INTO port_forwards({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        [tuple(r) for r in rows],
+    )
+    old.execute("DELETE FROM port_forwards")
+    return ("port_forwards",)
 
 
 def row_forward(row: Any) -> PortForward:
