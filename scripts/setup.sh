@@ -9,6 +9,7 @@ PACKAGES=(
   nftables libnftables1 iproute2 iputils-ping util-linux procps
   busybox-static runc conmon skopeo umoci docker-registry
   containernetworking-plugins dnsutils jq systemd dbus-daemon tini
+  dnsperf  # bench/bench_dns.py, bench/bench_dnsnames.py
 )
 # Services (named as their packages) that packages above enable and start on install,
 # which the project does not use as services (tests start the registry binary themselves, tests/support/registry.py).

@@ -15,6 +15,7 @@ Known keys (everything else is refused, so a typo never goes unnoticed):
 
     [plugins]
     path = ["/usr/local/libexec/container/plugins"]
+    cni_path = ["/usr/lib/cni"]    # the cni plugin's CNI binaries (searched in order)
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Config:
     dns_domain: str | None = "test"
     dns_upstreams: tuple[str, ...] = ()
     plugin_path: tuple[str, ...] = field(default_factory=tuple)
+    # where the cni plugin finds CNI plugin binaries (docs/PLUGINS.md)
+    cni_path: tuple[str, ...] = ("/usr/lib/cni",)
     source: str = "(defaults)"
     path: str = ""  # where the config file is (or would be), for messages
 
@@ -60,7 +63,7 @@ class Config:
 _SCHEMA: dict[str, set[str]] = {
     "network": {"subnet", "subnetv6", "mtu", "pool", "pool_prefix"},
     "dns": {"domain", "upstreams"},
-    "plugins": {"path"},
+    "plugins": {"path", "cni_path"},
 }
 
 
@@ -152,6 +155,15 @@ def load_config(path: Path) -> Config:
         if not isinstance(raw_path, list) or not all(isinstance(p, str) for p in raw_path):
             raise fail("plugins", "path", "expected a list of directory paths")
         kwargs["plugin_path"] = tuple(raw_path)
+    if "cni_path" in plugins:
+        raw_cni = plugins["cni_path"]
+        if (
+            not isinstance(raw_cni, list)
+            or not raw_cni
+            or not all(isinstance(p, str) and p.startswith("/") for p in raw_cni)
+        ):
+            raise fail("plugins", "cni_path", "expected a list of absolute directory paths")
+        kwargs["cni_path"] = tuple(raw_cni)
     config = Config(**kwargs)
     if config.pool_prefix < config.pool.prefixlen:
         raise fail("network", "pool_prefix", f"larger than the pool {config.pool}")

@@ -14,6 +14,14 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidArgument
+from .netmode import (
+    HOST_GATEWAY,
+    MAX_ADD_HOSTS,
+    NamespaceMode,
+    parse_add_host,
+    parse_namespace_mode,
+    validate_hostname,
+)
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -34,8 +42,13 @@ IPV6_PREFIX_RANGE = (64, 120)
 # In the manifest form (netoptions.py: a list of values, default first, or a type name).
 RUNTIME_OPTIONS: dict[str, tuple[str, ...] | str] = {
     "dns-forward": ("on", "off"),  # internal networks: forward outside names (docs/DNS.md)
+    "mtu": "int",  # default MTU of the network's attachments (1280-65535; mtu= wins)
+    "dns": ("true", "false"),  # false: no embedded DNS listener, names not answered
+    "dns-server": "ip[]",  # upstreams the embedded DNS forwards to for this network
 }
-ATTACHMENT_PROPERTIES = ("mac", "mtu")
+ATTACHMENT_PROPERTIES = ("mac", "mtu", "ip", "ip6", "alias")
+ALIAS_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$")
+MAX_ALIASES = 32
 
 
 def validate_network_name(name: str) -> str:
@@ -305,13 +318,50 @@ class Network:
         return replace(self, status=status)
 
 
+def validate_alias(text: str) -> str:
+    """A DNS alias (`alias=NAME`): a DNS name of labels 1-63 long, kept lower-case."""
+    alias = text.strip(".").lower()
+    labels = alias.split(".")
+    if (
+        not 1 <= len(alias) <= 253
+        or not ALIAS_RE.match(alias)
+        or any(len(label) > 63 for label in labels)
+    ):
+        raise InvalidArgument(
+            f"invalid alias {text!r}: expected a DNS name (letters, digits, '-', '_', labels"
+            " of 1-63 characters separated by '.')"
+        )
+    return alias
+
+
+def parse_static_ipv4(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid ip= {text!r}: not an IPv4 address") from None
+
+
+def parse_static_ipv6(text: str) -> ipaddress.IPv6Address:
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid ip6= {text!r}: not an IPv6 address") from None
+
+
 @dataclass(frozen=True)
 class AttachmentSpec:
-    """One `--network NAME[,mac=..][,mtu=..]` as the user gave it."""
+    """One `--network NAME[,mac=..][,mtu=..][,ip=..][,ip6=..][,alias=..]...` as given."""
 
     network: str
     mac: str | None = None
     mtu: int | None = None
+    ip: ipaddress.IPv4Address | None = None
+    ip6: ipaddress.IPv6Address | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def static(self) -> bool:
+        return self.ip is not None or self.ip6 is not None
 
     @classmethod
     def parse(cls, text: str) -> AttachmentSpec:
@@ -322,6 +372,7 @@ class AttachmentSpec:
         if name != DEFAULT_NETWORK and name not in RESERVED_NETWORK_NAMES:
             validate_network_name(name)
         props: dict[str, str] = {}
+        aliases: list[str] = []
         valid = ", ".join(f"{p}=" for p in ATTACHMENT_PROPERTIES)
         for part in parts[1:]:
             key, sep, value = part.partition("=")
@@ -330,12 +381,111 @@ class AttachmentSpec:
                     f"invalid network spec {text!r}: unknown property {part!r} "
                     f"(valid properties: {valid})"
                 )
+            if key == "alias":  # repeatable
+                aliases.append(value)
+                continue
             if key in props:
                 raise InvalidArgument(f"invalid network spec {text!r}: {key}= given twice")
             props[key] = value
-        mac = parse_mac(props["mac"]) if "mac" in props else None
-        mtu = parse_mtu(props["mtu"]) if "mtu" in props else None
-        return cls(network=name, mac=mac, mtu=mtu)
+        return cls.build(
+            name,
+            mac=props.get("mac"),
+            mtu=props.get("mtu"),
+            ip=props.get("ip"),
+            ip6=props.get("ip6"),
+            aliases=aliases,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        network: str,
+        mac: str | None = None,
+        mtu: str | int | None = None,
+        ip: str | None = None,
+        ip6: str | None = None,
+        aliases: list[str] | tuple[str, ...] = (),
+    ) -> AttachmentSpec:
+        """From separate values (the `--network` properties, or `network connect`'s flags)."""
+        if len(aliases) > MAX_ALIASES:
+            raise InvalidArgument(f"at most {MAX_ALIASES} aliases per network")
+        return cls(
+            network=network,
+            mac=parse_mac(mac) if mac is not None else None,
+            mtu=parse_mtu(mtu) if mtu is not None else None,
+            ip=parse_static_ipv4(ip) if ip is not None else None,
+            ip6=parse_static_ipv6(ip6) if ip6 is not None else None,
+            aliases=tuple(dict.fromkeys(validate_alias(a) for a in aliases)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """`network`, `mac`, `mtu`; `ip`, `ip6` and `aliases` only when given."""
+        out: dict[str, Any] = {"network": self.network, "mac": self.mac, "mtu": self.mtu}
+        if self.ip is not None:
+            out["ip"] = str(self.ip)
+        if self.ip6 is not None:
+            out["ip6"] = str(self.ip6)
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AttachmentSpec:
+        """A stored spec (rows from before ip/ip6/aliases existed have only some keys)."""
+        return cls.build(
+            str(data["network"]),
+            mac=data.get("mac"),
+            mtu=data.get("mtu"),
+            ip=data.get("ip"),
+            ip6=data.get("ip6"),
+            aliases=list(data.get("aliases") or ()),
+        )
+
+
+def check_static_address(
+    config: NetworkConfiguration,
+    ip: ipaddress.IPv4Address | None,
+    ip6: ipaddress.IPv6Address | None,
+) -> None:
+    """Refuse a static address a network can never hand out: outside its subnet, its
+    network, gateway or broadcast address; with IPv6, the host offset of the IPv6 gateway
+    when no ip6= is given (IPv6 addresses take their IPv4 twin's host offset)."""
+    net = config.name
+    if ip6 is not None and ip is None:
+        raise InvalidArgument(f"ip6= needs ip= as well (network {net})")
+    if ip is not None:
+        subnet = config.ipv4_subnet
+        if ip not in subnet:
+            raise InvalidArgument(f"ip={ip} is not in the subnet {subnet} of network {net}")
+        what = {
+            subnet.network_address: "network address",
+            subnet.broadcast_address: "broadcast address",
+            config.ipv4_gateway: "gateway",
+        }.get(ip)
+        if what:
+            raise InvalidArgument(f"ip={ip} is the {what} of network {net}")
+        v6 = config.ipv6_subnet
+        if v6 is not None and ip6 is None and int(ip) - int(subnet.network_address) == 1:
+            raise InvalidArgument(
+                f"ip={ip} would give the IPv6 address {v6.network_address + 1}, the IPv6"
+                f" gateway of network {net} (give ip6= as well)"
+            )
+    if ip6 is not None:
+        v6 = config.ipv6_subnet
+        if v6 is None:
+            raise InvalidArgument(f"ip6={ip6}: network {net} has no IPv6 subnet")
+        if ip6 not in v6:
+            raise InvalidArgument(f"ip6={ip6} is not in the IPv6 subnet {v6} of network {net}")
+        if ip6 == v6.network_address:
+            raise InvalidArgument(f"ip6={ip6} is the network address of network {net}")
+        if ip6 == v6.network_address + 1:
+            raise InvalidArgument(f"ip6={ip6} is the IPv6 gateway of network {net}")
+
+
+def network_mtu(config: NetworkConfiguration) -> int | None:
+    """The network's default attachment MTU (`--option mtu=N`), if it has one."""
+    text = config.options.get("mtu")
+    return parse_mtu(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -414,6 +564,8 @@ class AttachmentRequest:
     strategy: str | None = None  # "veth" | "tap" | None
     interface: str = "eth0"
     primary: bool = True
+    ip: ipaddress.IPv4Address | None = None  # a static address (reserved or free)
+    ip6: ipaddress.IPv6Address | None = None
 
     def __post_init__(self) -> None:
         validate_owner(self.owner)
@@ -441,6 +593,8 @@ class AttachmentRequest:
             "strategy": self.strategy,
             "interface": self.interface,
             "primary": self.primary,
+            "ip": str(self.ip) if self.ip else None,
+            "ip6": str(self.ip6) if self.ip6 else None,
         }
 
     @classmethod
@@ -448,6 +602,7 @@ class AttachmentRequest:
         try:
             mac = data.get("mac")
             mtu = data.get("mtu")
+            ip, ip6 = data.get("ip"), data.get("ip6")
             return cls(
                 network=str(data["network"]),
                 owner=str(data["owner"]),
@@ -458,6 +613,8 @@ class AttachmentRequest:
                 strategy=str(data["strategy"]) if data.get("strategy") else None,
                 interface=str(data.get("interface") or "eth0"),
                 primary=bool(data.get("primary", True)),
+                ip=parse_static_ipv4(str(ip)) if ip else None,
+                ip6=parse_static_ipv6(str(ip6)) if ip6 else None,
             )
         except KeyError as exc:
             raise InvalidArgument(f"missing field {exc.args[0]!r}") from None
@@ -610,18 +767,21 @@ class ContainerConfig:
     workdir: str | None = None
     dns: DnsSettings = field(default_factory=DnsSettings)
     auto_remove: bool = False
+    namespace: NamespaceMode = field(default_factory=NamespaceMode)
+    hostname: str | None = None  # --hostname (UTS name, first network's DNS name)
+    domainname: str | None = None  # --domainname (UTS domain name, /etc/hosts)
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host (name, ip | host-gateway)
 
     @classmethod
     def parse(cls, body: dict[str, Any], default_domain: str | None) -> ContainerConfig:
-        specs = [AttachmentSpec.parse(s) for s in str_list(body.get("networks"), "networks")]
-        if not specs:
+        namespace, texts = parse_namespace_mode(str_list(body.get("networks"), "networks"))
+        specs = [AttachmentSpec.parse(s) for s in texts]
+        if not specs and namespace.kind == "private":
             specs = [AttachmentSpec(DEFAULT_NETWORK)]
         names = [s.network for s in specs]
-        if "host" in names:
-            raise InvalidArgument("network host is not supported (use a network or none)")
         if "none" in names and len(specs) > 1:
             raise InvalidArgument("--network none can not be combined with another network")
-        if "none" in names and (specs[0].mac or specs[0].mtu):
+        if "none" in names and specs[0] != AttachmentSpec("none"):
             raise InvalidArgument("--network none takes no properties")
         if len(set(names)) != len(names):
             twice = next(n for n in names if names.count(n) > 1)
@@ -649,6 +809,19 @@ class ContainerConfig:
                 held.add(address)
         if ports and names == ["none"]:
             raise InvalidArgument("--publish needs a network (not --network none)")
+        hostname, domainname, extra_hosts = _parse_names(body, namespace)
+        if namespace.kind == "private" and names == ["none"]:
+            if any(ip == HOST_GATEWAY for _, ip in extra_hosts):
+                raise InvalidArgument("--add-host NAME:host-gateway needs a network (not none)")
+        if ports and namespace.kind != "private":
+            raise InvalidArgument(
+                f"--publish can not be combined with --network {_mode_text(namespace)}"
+                + (
+                    " (the host's ports are the container's own)"
+                    if namespace.kind == "host"
+                    else " (publish the ports on the container that owns the namespace)"
+                )
+            )
         env = parse_env(body.get("env"))
         nameservers = []
         for ip in str_list(body.get("dns"), "dns"):
@@ -704,11 +877,15 @@ class ContainerConfig:
                 options=tuple(dict.fromkeys(options)),
             ),
             auto_remove=bool(body.get("autoRemove")),
+            namespace=namespace,
+            hostname=hostname,
+            domainname=domainname,
+            extra_hosts=extra_hosts,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "networks": [{"network": s.network, "mac": s.mac, "mtu": s.mtu} for s in self.networks],
+            "networks": [s.to_json() for s in self.networks],
             "ports": [p.to_json() for p in self.ports],
             "env": list(self.env),
             "cmd": list(self.cmd) if self.cmd is not None else None,
@@ -722,4 +899,51 @@ class ContainerConfig:
                 "options": list(self.dns.options),
             },
             "autoRemove": self.auto_remove,
+            "namespace": self.namespace.to_json(),
+            "hostname": self.hostname,
+            "domainname": self.domainname,
+            "extraHosts": [list(pair) for pair in self.extra_hosts],
         }
+
+
+def _mode_text(mode: NamespaceMode) -> str:
+    return "host" if mode.kind == "host" else f"container:{mode.owner}"
+
+
+def _parse_names(
+    body: dict[str, Any], namespace: NamespaceMode
+) -> tuple[str | None, str | None, tuple[tuple[str, str], ...]]:
+    """--hostname, --domainname and --add-host; in another container's namespace none of
+    them (its names are the owner's, as Docker refuses them there)."""
+    values: dict[str, str | None] = {}
+    for key, flag in (("hostname", "--hostname"), ("domainname", "--domainname")):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(f"{key} must be a string")
+        values[key] = validate_hostname(value, flag) if value is not None else None
+    hosts = [parse_add_host(h) for h in str_list(body.get("addHosts"), "addHosts")]
+    if len(hosts) > MAX_ADD_HOSTS:
+        raise InvalidArgument(
+            f"too many --add-host options ({len(hosts)}): at most {MAX_ADD_HOSTS}"
+        )
+    if namespace.kind == "container":
+        given = [
+            flag
+            for flag, value in (
+                ("--hostname", values["hostname"]),
+                ("--domainname", values["domainname"]),
+                ("--add-host", hosts),
+                ("--dns", body.get("dns")),
+                ("--dns-domain", body.get("dnsDomain")),
+                ("--dns-search", body.get("dnsSearch")),
+                ("--dns-option", body.get("dnsOption")),
+                ("--no-dns", body.get("noDns")),
+            )
+            if value
+        ]
+        if given:
+            raise InvalidArgument(
+                f"{', '.join(given)} can not be combined with --network {_mode_text(namespace)}"
+                " (the container shares that container's names)"
+            )
+    return values["hostname"], values["domainname"], tuple(hosts)

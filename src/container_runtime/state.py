@@ -1,9 +1,9 @@
 """The state database: the API server's SQLite file (WAL), read by the DNS server.
 
-The API server writes `networks`, `containers`, `endpoints` and `dns_domains`; the DNS
-server follows `dns_changes`.  A plugin's state is its own database file
-(plugin/store.py), which nothing here reads: everything the rest of the system knows of
-an attachment is the API server's `endpoints` record of the helper's reply
+The API server writes `networks`, `containers`, `endpoints` (with `endpoint_aliases`)
+and `dns_domains`; the DNS server follows `dns_changes`.  A plugin's state is its own
+database file (plugin/store.py), which nothing here reads: everything the rest of the
+system knows of an attachment is the API server's `endpoints` record of the helper's reply
 (apiserver/endpoints.py).  `Database` and `connect` serve both kinds of file.
 
 A writer waits at most BUSY_TIMEOUT for the write lock; a database that stays locked
@@ -55,6 +55,17 @@ CREATE TABLE IF NOT EXISTS endpoints (
 -- the one-owner-per-DNS-name check (apiserver/dnsnames.py) looks hostnames up per network
 CREATE INDEX IF NOT EXISTS endpoints_hostname ON endpoints(network, hostname);
 CREATE INDEX IF NOT EXISTS endpoints_owner ON endpoints(owner);
+-- DNS aliases of an endpoint (`--network NET,alias=NAME`, `network connect --alias`):
+-- written and removed with it by the API server, read by the DNS server. Several owners
+-- may share an alias (answered with several records, round-robin).
+CREATE TABLE IF NOT EXISTS endpoint_aliases (
+    network TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    alias TEXT NOT NULL,             -- lower-case DNS name
+    PRIMARY KEY (network, owner, alias),
+    FOREIGN KEY (network, owner) REFERENCES endpoints(network, owner) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS endpoint_aliases_alias ON endpoint_aliases(network, alias);
 CREATE TABLE IF NOT EXISTS dns_domains (
     domain TEXT PRIMARY KEY,         -- `container system dns create DOMAIN` (lower-case)
     mechanism TEXT NOT NULL,         -- how the host was pointed at us: resolved | resolv.conf
@@ -99,6 +110,8 @@ TRIGGERS = tuple(
             "endpoints",
             "NEW.network, NEW.owner",
         ),
+        ("dns_alias_add", "INSERT", "endpoint_aliases", "NEW.network, NEW.owner"),
+        ("dns_alias_del", "DELETE", "endpoint_aliases", "OLD.network, OLD.owner"),
         ("dns_net_add", "INSERT", "networks", "NULL, NULL"),
         ("dns_net_del", "DELETE", "networks", "NULL, NULL"),
         ("dns_net_set", "UPDATE OF config", "networks", "NULL, NULL"),
@@ -247,16 +260,9 @@ def open_by(path: Path, limit: int = 5) -> list[int]:
     return sorted(pids)
 
 
-def apply_schema(
-    path: Path,
-    schema: str,
-    version: int,
-    extra: Iterable[str] = (),
-    add_columns: Iterable[tuple[str, str, str]] = (),
-) -> None:
-    """Create a database's tables (statements separated by `;`), add the `add_columns`
-    (table, column, type) an older file lacks, then run `extra` (whole statements, e.g.
-    triggers), and record its schema version in `meta`."""
+def apply_schema(path: Path, schema: str, version: int, extra: Iterable[str] = ()) -> None:
+    """Create a database's tables (statements separated by `;`), then run `extra` (whole
+    statements, e.g. triggers), and record its schema version in `meta`."""
     conn = connect(path)
     try:
         with transaction(conn):
@@ -266,9 +272,6 @@ def apply_schema(
             for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            for table, column, declared in add_columns:  # a database from before them
-                if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
             for statement in extra:
                 conn.execute(statement)
             conn.execute(
@@ -280,16 +283,24 @@ def apply_schema(
         conn.close()
 
 
+def _add_dns_address_column(path: Path) -> None:
+    """A database from before plugins said where their DNS listens lacks networks.dns_address
+    (the triggers below refer to it, so it is added before they are made)."""
+    conn = connect(path)
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(networks)")}
+        if columns and "dns_address" not in columns:
+            with transaction(conn):
+                conn.execute("ALTER TABLE networks ADD COLUMN dns_address TEXT")
+    finally:
+        conn.close()
+
+
 def initialise(path: Path) -> None:
     """The API server's database (the DNS server's triggers with it)."""
+    _add_dns_address_column(path)
     drops = [f"DROP TRIGGER IF EXISTS {old}" for old in _OLD_TRIGGERS]
-    apply_schema(
-        path,
-        SCHEMA,
-        SCHEMA_VERSION,
-        [*drops, *TRIGGERS],
-        add_columns=[("networks", "dns_address", "TEXT")],
-    )
+    apply_schema(path, SCHEMA, SCHEMA_VERSION, [*drops, *TRIGGERS])
 
 
 @contextmanager

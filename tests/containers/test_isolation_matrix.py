@@ -16,12 +16,12 @@ a container sees neither the API nor the helper socket.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from support import probes
+from support.containers import FakeUpstream
 from support.instance import Instance
 
 from .conftest import System
@@ -68,34 +68,6 @@ class World:
     gateways: dict[str, str]  # network -> gateway
 
 
-class FakeUpstream:
-    """A DNS server on the host's 127.0.0.1 that answers every A query with OUTSIDE_ADDR."""
-
-    def __init__(self, ns: str) -> None:
-        self.sock = probes.socket_in(ns, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", UPSTREAM_PORT))
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        from dnslib import QTYPE, RR, A, DNSRecord
-
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-                query = DNSRecord.parse(data)
-                reply = query.reply()
-                if query.q.qtype == QTYPE.A:
-                    reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(OUTSIDE_ADDR), ttl=5))
-                self.sock.sendto(reply.pack(), peer)
-            except OSError:
-                return
-            except Exception:  # noqa: BLE001 - a garbled query gets no answer
-                continue
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def world(system: System) -> Iterator[World]:
     inst = system.inst
@@ -106,7 +78,7 @@ def world(system: System) -> Iterator[World]:
     closers: list[Callable[[], None]] = []
     members: dict[str, Member] = {}
     try:
-        upstream = FakeUpstream(inst.netns)
+        upstream = FakeUpstream(inst.netns, "127.0.0.1", UPSTREAM_PORT, OUTSIDE_ADDR)
         closers.append(upstream.close)
         for name, (subnet, extra) in NETWORKS.items():
             inst.cli("network", "create", name, "--subnet", subnet, *extra)

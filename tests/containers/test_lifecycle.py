@@ -272,7 +272,8 @@ def test_resolv_conf_and_hosts_follow_the_dns_flags(system: System) -> None:
     assert lines[0] == "127.0.0.1\tlocalhost"
     assert lines[1].split("\t")[1] == "dnsfiles.test dnsfiles", lines
     assert lines[1].startswith("192.168.64.")
-    assert lines[2].startswith("::1\t")
+    assert lines[2] == "192.168.64.1\thost.container.internal host.docker.internal"
+    assert lines[3].startswith("::1\t")
     assert _etc(inst, ref, "--no-dns")[0] == ""
     assert _etc(inst, ref, "--dns-domain", "corp.example")[0] == (
         "nameserver 192.168.64.1\ndomain corp.example\n"

@@ -20,7 +20,12 @@ from container_runtime.state import Database
 
 
 def make_network(
-    db: Database, name: str, subnet: str, gateway: str | None = None, v6: str | None = None
+    db: Database,
+    name: str,
+    subnet: str,
+    gateway: str | None = None,
+    v6: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> NetworkConfiguration:
     net = ipaddress.IPv4Network(subnet)
     config = NetworkConfiguration(
@@ -28,6 +33,7 @@ def make_network(
         ipv4_subnet=net,
         ipv4_gateway=ipaddress.IPv4Address(gateway) if gateway else net.network_address + 1,
         ipv6_subnet=ipaddress.IPv6Network(v6) if v6 else None,
+        options=options or {},
     )
     with db.write() as conn:
         conn.execute(

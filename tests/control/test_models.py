@@ -119,13 +119,13 @@ def test_attachment_spec_parse() -> None:
     assert AttachmentSpec.parse("none") == AttachmentSpec("none")
 
 
-@pytest.mark.parametrize("text", ["foo,ip=1.2.3.4", "foo,mac", "foo,mtu=1,mtu=2"])
+@pytest.mark.parametrize("text", ["foo,ipv4=1.2.3.4", "foo,mac", "foo,mtu=1,mtu=2"])
 def test_attachment_spec_refusals_quote_the_bad_part(text: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         AttachmentSpec.parse(text)
     assert repr(text) in info.value.message
-    if "ip=" in text or text.endswith("mac"):
-        assert "valid properties: mac=, mtu=" in info.value.message
+    if "ipv4=" in text or text.endswith("mac"):
+        assert "valid properties: mac=, mtu=, ip=, ip6=, alias=" in info.value.message
 
 
 def test_key_values_and_options() -> None:
@@ -255,7 +255,7 @@ def test_container_config_parse_and_refusals() -> None:
     for body, why in (
         ({"networks": ["none", "foo"]}, "can not be combined"),
         ({"networks": ["foo", "foo"]}, "given twice"),
-        ({"networks": ["host"]}, "not supported"),
+        ({"networks": ["host", "foo"]}, "can not be combined"),
         ({"publish": ["80:80", "80:81"]}, "published twice"),
         ({"networks": ["none"], "publish": ["80:80"]}, "needs a network"),
         ({"env": ["NOEQUALS"]}, "expected KEY=VALUE"),

@@ -169,6 +169,20 @@ def test_real_helper_replies_match_the_schema(instance: Instance) -> None:
             helper.request("DELETE", "/networks/foo/attachments/schema"),
         )
         check("POST /reload", helper.request("POST", "/reload", {}))
+        wanted = {"address": "10.73.0.77", "ipv6Address": None}
+        validator("PUT /networks/{name}/reservations/{owner}", "request").validate(wanted)
+        path = "/networks/foo/reservations/schema"
+        check("PUT /networks/{name}/reservations/{owner}", helper.request("PUT", path, wanted))
+        listed = helper.request("GET", "/networks/foo/reservations")
+        check("GET /networks/{name}/reservations", listed)
+        assert [(r["address"], r["ipv6Address"]) for r in listed] == [("10.73.0.77", "fd73::4d")]
+        static = {**request, "ip": "10.73.0.77", "ip6": None}
+        validator("POST /networks/{name}/attachments", "request").validate(static)
+        got = helper.request("POST", "/networks/foo/attachments", static)
+        assert got["address"] == "10.73.0.77/24"
+        helper.request("DELETE", "/networks/foo/attachments/schema")
+        check("DELETE /networks/{name}/reservations/{owner}", helper.request("DELETE", path))
+        assert helper.request("GET", "/networks/foo/reservations") == []
         # Errors: the shape every non-2xx reply has.
         raw = helper_error(inst, "GET", "/networks/foo/attachments/nobody")
         jsonschema.validate(raw, {"$defs": schema()["$defs"], "$ref": "#/$defs/Error"})

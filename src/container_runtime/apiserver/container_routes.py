@@ -85,6 +85,14 @@ def register_routes(router: Router, service: ContainerService) -> None:
     def exec_container(req: Request) -> tuple[int, Any]:
         return 200, s.exec_argv(req.params["id"], _body(req))
 
+    @router.route("POST", "/v1/networks/{name}/connect")
+    def connect_container(req: Request) -> tuple[int, Any]:
+        return 200, s.connect(req.params["name"], _body(req))
+
+    @router.route("POST", "/v1/networks/{name}/disconnect")
+    def disconnect_container(req: Request) -> tuple[int, Any]:
+        return 200, s.disconnect(req.params["name"], _body(req))
+
     @router.route("GET", "/v1/images")
     def list_images(_: Request) -> tuple[int, Any]:
         return 200, [_image_json(i) for i in s.images.list()]

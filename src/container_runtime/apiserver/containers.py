@@ -42,19 +42,22 @@ from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..models import (
     DEFAULT_PLUGIN,
     ContainerConfig,
+    check_static_address,
     parse_env,
     str_list,
     validate_container_name,
 )
+from ..netmode import check_isolation_supports
 from ..paths import Paths
 from ..runtime.images import ImageStore, normalize_reference
 from ..runtime.oci import OciRuntime, ProcessSpec
 from ..runtime.sandbox import Sandboxes
 from ..runtime.spec import BindMount
 from ..state import Database
-from . import endpoints, recovery
+from . import endpoints, netjoin, recovery, reservations
+from .connect import NetworkChanges, attach_request, specs_of
 from .container_routes import register_routes
-from .etcfiles import hosts_file, resolv_conf, short_hostname
+from .etcfiles import short_hostname
 from .helpers import HelperClient
 from .networks import NetworkService
 from .runopts import parse_run_options
@@ -94,7 +97,11 @@ _short_hostname = short_hostname
 
 def parse_create(body: dict[str, Any], config: Config) -> dict[str, Any]:
     """Validate a create request; return the `config` JSON stored in the containers row."""
-    cfg = ContainerConfig.parse(body, config.dns_domain).to_json()
+    parsed = ContainerConfig.parse(body, config.dns_domain)
+    # The request's isolation, else the config's default (VM containers: docs/VM.md).
+    default = str(getattr(config, "isolation", None) or "namespace")
+    check_isolation_supports(parsed.namespace, str(body.get("isolation") or default))
+    cfg = parsed.to_json()
     cfg.update(parse_run_options(body))
     return cfg
 
@@ -121,6 +128,7 @@ class ContainerService:
         self._create_lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.changes = NetworkChanges(self)
 
     # -- locking and rows -------------------------------------------------------------------
 
@@ -180,6 +188,10 @@ class ContainerService:
                     att["macAddress"] = spec["mac"]
                 if spec.get("mtu"):
                     att["mtu"] = spec["mtu"]
+                if spec.get("ip"):  # reserved: it is the container's even while stopped
+                    att.update(_static_shown(conn, spec))
+                if spec.get("aliases"):
+                    att["aliases"] = list(spec["aliases"])
             networks.append(att)
         return {
             "id": row["id"],
@@ -192,7 +204,8 @@ class ContainerService:
             "created": row["created_at"],
             "startedAt": row["started_at"],
             "finishedAt": row["finished_at"],
-            "hostname": _short_hostname(row["name"]),
+            "hostname": cfg.get("hostname") or _short_hostname(row["name"]),
+            **netjoin.inspect_fields(self, cfg),
             "command": cfg.get("command") or [],
             "env": cfg.get("env") or [],
             "networks": networks,
@@ -252,8 +265,13 @@ class ContainerService:
         for port in cfg["ports"]:
             _check_host_ip(port.get("hostIP"))
         image = self.images.inspect(str(body.get("image") or ""))
-        for spec in cfg["networks"]:
-            self.networks.get(spec["network"])  # NotFound for an unknown network
+        specs = specs_of(cfg)
+        plugins: dict[str, str] = {}
+        for spec in specs:
+            config = self.networks.configuration(spec.network)  # NotFound if unknown
+            check_static_address(config, spec.ip, spec.ip6)
+            plugins[spec.network] = config.plugin
+        netjoin.resolve_owner(self, cfg)
         process = ProcessSpec.from_image(
             image,
             command=cfg["cmd"],
@@ -275,6 +293,16 @@ class ContainerService:
                     if f"c-{cid[i : i + 8]}" not in taken
                 )
             self.networks.check_dns_names(str(name), [n["network"] for n in cfg["networks"]])
+            self._check_hostname(cfg)
+            for spec in specs:
+                self.networks.check_aliases(spec.aliases, spec.network, cid)
+            # Static addresses are held from here until the container is removed.
+            try:
+                unreserve = reservations.reserve_all(
+                    self.helper_for, plugins.__getitem__, cid, specs
+                )
+            except ContainerError as exc:
+                raise self._humanise(exc) from None
             try:
                 with self.db.write() as conn:
                     # Checked in the inserting transaction: a network delete (which checks
@@ -289,8 +317,11 @@ class ContainerService:
                         " VALUES (?, ?, ?, ?, 'created', ?)",
                         (cid, name, image.reference, json.dumps(cfg), _now()),
                     )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"container name {name} is already in use") from None
+            except BaseException as exc:
+                unreserve()
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise Conflict(f"container name {name} is already in use") from None
+                raise
         log.info(f"container-apiserver: created container {name} ({cid[:12]}, {image.reference})")
         attach = bool(body.get("start")) and bool(body.get("attach"))
         if body.get("start"):
@@ -311,6 +342,12 @@ class ContainerService:
             "socket": str(self.runtime.attach_socket(cid)),
             "control": str(self.runtime.control_fifo(cid)),
         }
+
+    def _check_hostname(self, cfg: dict[str, Any], cid: str | None = None) -> None:
+        """--hostname is the first network's DNS name: one owner per name there too."""
+        if cfg.get("hostname") and cfg["networks"]:
+            first = [cfg["networks"][0]["network"]]
+            self.networks.check_dns_names(cfg["hostname"], first, cid, what="hostname")
 
     def _plugin(self, network: str) -> str:
         return self.networks.get(network).configuration.plugin
@@ -340,6 +377,8 @@ class ContainerService:
             cfg = json.loads(row["config"])
             # A name taken meanwhile is a refusal: the container stays as it was.
             self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
+            self._check_hostname(cfg, cid)
+            netjoin.check_joinable(self, cfg)  # an owner that runs, or a refusal
             try:
                 self._start_locked(cid, name, row["image"], cfg, attach)
             except BaseException:
@@ -392,34 +431,39 @@ class ContainerService:
         fresh_bundle = False
         began = time.perf_counter()
         try:
-            plugins = [self._plugin(spec["network"]) for spec in cfg["networks"]]
-            # The runtime's own: plugins are handed its path (`--network none`: no plugin).
-            path = self.sandboxes.create(cid)
-            sandbox = True
-            hostname = name  # the helper adds the DNS domain: NAME.DOMAIN.
+            specs = specs_of(cfg)
+            configs = [self.networks.configuration(spec.network) for spec in specs]
+            plugins = [c.plugin for c in configs]
+            mode = netjoin.mode_of(cfg)
+            path: str | None
+            if mode.kind == "private":
+                # The runtime's own: plugins are handed its path (`--network none`: no plugin).
+                path = self.sandboxes.create(cid)
+                sandbox = True
+            else:  # the host's (None) or another container's: no attachment of its own
+                path = netjoin.namespace_path(self, mode)
             atts: list[dict[str, Any]] = []
-            for i, (spec, plugin) in enumerate(zip(cfg["networks"], plugins, strict=True)):
-                request = {
-                    "owner": cid,
-                    "hostname": hostname,
-                    "mac": spec.get("mac"),
-                    "mtu": spec.get("mtu"),
-                    "netns": path,
-                    "strategy": self.networks.namespace_strategy(plugin),
-                    "interface": f"eth{i}",
-                    "primary": i == 0,
-                }
-                reply = self.helper_for(plugin).request(
-                    "POST", f"/networks/{spec['network']}/attachments", request, idempotent=True
+            for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
+                strategy = self.networks.namespace_strategy(config.plugin)
+                # the helper adds the DNS domain: NAME.DOMAIN. (--hostname: on eth0)
+                hostname = (cfg.get("hostname") if i == 0 else None) or name
+                request = attach_request(
+                    cid, hostname, spec, config, str(path), f"eth{i}", i == 0, strategy
                 )
-                attached.append((plugin, spec["network"]))
+                reply = self.helper_for(config.plugin).request(
+                    "POST", f"/networks/{spec.network}/attachments", request, idempotent=True
+                )
+                attached.append((config.plugin, spec.network))
                 atts.append(reply)
             with self.db.write() as conn:  # the record inspect and DNS read: before any reply
-                for plugin, reply in zip(plugins, atts, strict=True):
-                    endpoints.record(conn, plugin, reply, cid)
+                for plugin, reply, spec in zip(plugins, atts, specs, strict=True):
+                    endpoints.record(conn, plugin, reply, cid, spec.aliases)
             # After the attachments are committed: of two racing starts, the later check
             # sees both, so two live containers never answer to one DNS name.
-            self.networks.check_dns_names(name, [s["network"] for s in cfg["networks"]], cid)
+            self.networks.check_dns_names(name, [s.network for s in specs], cid)
+            self._check_hostname(cfg, cid)
+            for spec in specs:
+                self.networks.check_aliases(spec.aliases, spec.network, cid)
             if cfg["ports"]:
                 primary_ip = atts[0]["address"].split("/")[0]
                 forwards = port_runs([{**p, "containerIP": primary_ip} for p in cfg["ports"]])
@@ -429,7 +473,7 @@ class ContainerService:
                 )
             notify_dns(self.paths.run_dir)  # the name resolves before the process runs
             network_ms = (time.perf_counter() - began) * 1000
-            hosts, resolv = self._etc_files(name, cfg, atts)
+            hosts, resolv = netjoin.etc_files(self, name, cfg, atts, mode)
             process = ProcessSpec.from_image(
                 image,
                 command=cfg.get("cmd"),
@@ -452,6 +496,7 @@ class ContainerService:
                     resolv,
                     volumes=volumes,
                     init=bool(cfg.get("init")),
+                    uts=netjoin.uts_names(self, name, cfg, mode),
                 )
                 fresh_bundle = True
             pid = self.runtime.start(cid, stdin=bool(cfg.get("interactive")), begin=not attach)
@@ -482,8 +527,7 @@ class ContainerService:
     def _etc_files(
         self, name: str, cfg: dict[str, Any], atts: list[dict[str, Any]]
     ) -> tuple[str, str]:
-        embedded = self.networks.dns_address(atts[0]["network"]) if atts else None
-        return hosts_file(name, atts), resolv_conf(cfg["dns"], atts, embedded)
+        return netjoin.etc_files(self, name, cfg, atts, netjoin.mode_of(cfg))
 
     def _undo(
         self,
@@ -589,6 +633,7 @@ class ContainerService:
             row = self._row(cid)
             if row is None:
                 raise NotFound(f"container {ref} not found")
+            netjoin.check_removable(self, cid, str(row["name"]))
             if row["state"] == "running":
                 alive = self.runtime.state(cid).status == "running"
                 if alive and not force:
@@ -610,12 +655,35 @@ class ContainerService:
                 self.runtime.delete(cid, force=True)
             except NotFound:
                 pass
-        self._release(cid, json.loads(row["config"]))
+        cfg = json.loads(row["config"])
+        self._release(cid, cfg)
         with self.db.write() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        for spec in specs_of(cfg):  # after the row: a crash between leaves only a spare
+            if spec.ip is not None:  # reservation, which the next start's reconcile frees
+                try:
+                    reservations.release(
+                        self.helper_for(self._plugin(spec.network)), cid, spec.network
+                    )
+                except NotFound:
+                    pass
         with self._locks_guard:
             self._locks.pop(cid, None)
         log.info(f"container-apiserver: removed container {row['name']} ({cid[:12]})")
+
+    # -- network connect / disconnect (connect.py) ----------------------------------------
+
+    def connect(self, network: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.changes.connect(network, body)
+        except ContainerError as exc:
+            raise self._humanise(exc) from None
+
+    def disconnect(self, network: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.changes.disconnect(network, body)
+        except ContainerError as exc:
+            raise self._humanise(exc) from None
 
     # -- logs and exec ----------------------------------------------------------------------
 
@@ -742,6 +810,17 @@ class ContainerService:
             self.stop(cid, timeout=SHUTDOWN_STOP_TIMEOUT)
         except Exception as exc:
             log.warning(f"container-apiserver: stopping {cid[:12]} failed: {exc}")
+
+
+def _static_shown(conn: sqlite3.Connection, spec: dict[str, Any]) -> dict[str, str]:
+    """A stopped container's reserved address(es) as inspect shows live ones (`A/len`)."""
+    row = conn.execute("SELECT config FROM networks WHERE name = ?", (spec["network"],)).fetchone()
+    config = json.loads(row[0]) if row is not None else {}
+    v4, v6 = config.get("ipv4Subnet"), config.get("ipv6Subnet")
+    out = {"address": f"{spec['ip']}/{v4.split('/')[1]}" if v4 else str(spec["ip"])}
+    if spec.get("ip6"):
+        out["ipv6Address"] = f"{spec['ip6']}/{v6.split('/')[1]}" if v6 else str(spec["ip6"])
+    return out
 
 
 def _check_host_ip(host_ip: str | None) -> None:

@@ -5,6 +5,11 @@ A name answers as NAME, NAME.DOMAIN and NAME under each host domain of `system d
 create` (dns/records.py says which names an attachment answers to); two live
 attachments on one network must never share one, compared without case (DNS names are
 case-insensitive), or clients of one would reach the other.
+
+DNS aliases (`alias=NAME`, stored in `endpoint_aliases`) may be shared by several
+owners on a network (answered with one record each, round-robin), but an alias is never
+another owner's own name there, and a new name is never someone's alias there: an alias
+must not take over a container's name, nor a container an alias.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from ..dns.records import answer_names, bare_name
+from ..dns.records import answer_names, record_names
 from ..errors import Conflict
 from ..state import Database
 
@@ -43,21 +48,39 @@ def check_dns_names(
         # is then one of `hosts`. Plain comparisons, so this stays cheap on big networks.
         bares = mine | {n[: -len(x) - 1] for n in mine for x in suffixes if n.endswith("." + x)}
         hosts = sorted({h + dot for b in bares for h in (b, f"{b}.{domain}") for dot in ("", ".")})
+        # A container answers to its name too where its hostname differs (--hostname): the
+        # second half finds those (two indexed lookups rather than one scan of the network).
+        in_nets = f"a.network IN ({','.join('?' * len(nets))})"
         rows = conn.execute(
             "SELECT a.network, a.owner, a.hostname, c.name FROM endpoints a"
-            " LEFT JOIN containers c ON c.id = a.owner"
-            f" WHERE a.network IN ({','.join('?' * len(nets))})"
-            f" AND a.hostname IN ({','.join('?' * len(hosts))})",
-            (*nets, *hosts),
+            f" LEFT JOIN containers c ON c.id = a.owner WHERE {in_nets}"
+            f" AND a.hostname IN ({','.join('?' * len(hosts))})"
+            " UNION SELECT a.network, a.owner, a.hostname, c.name FROM containers c"
+            f" JOIN endpoints a ON a.owner = c.id WHERE {in_nets}"
+            f" AND lower(c.name) IN ({','.join('?' * len(bares))})",
+            (*nets, *hosts, *nets, *sorted(bares)),
         ).fetchall()
+        taken = []
+        if what != "alias":  # an alias may be shared; a name may not be anyone's alias
+            taken = conn.execute(
+                "SELECT a.network, a.alias, c.name, a.owner FROM endpoint_aliases a"
+                " LEFT JOIN containers c ON c.id = a.owner"
+                f" WHERE a.network IN ({','.join('?' * len(nets))})"
+                f" AND a.alias IN ({','.join('?' * len(bares))}) AND a.owner IS NOT ?",
+                (*nets, *sorted(bares), owner),
+            ).fetchall()
+    for network, alias, container, other in taken:
+        holder = f"container {container}" if container else f"attachment {other}"
+        raise Conflict(
+            f"the DNS name {alias} of {what} {name} is already an alias of {holder} on"
+            f" network {network}"
+        )
     for network, other, hostname, container in sorted(rows, key=lambda r: nets.index(r[0])):
         if other == owner:
             continue
-        if container == name:  # the same name exactly: the usual message
+        if container == name and what == "container":  # the same name: the usual message
             raise Conflict(f"container name {name} is already in use")
-        host = str(hostname).strip(".").lower()
-        fqdn = host if "." in host or not domain else f"{host}.{domain}"
-        theirs = answer_names(bare_name(str(other), host, domain), fqdn, suffixes)
+        _, _, theirs = record_names(str(other), str(hostname), container, domain, suffixes)
         clash = sorted(mine.intersection(theirs))
         if clash:
             holder = f"container {container}" if container else f"attachment {other}"

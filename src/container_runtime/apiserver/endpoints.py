@@ -32,9 +32,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def record(conn: sqlite3.Connection, plugin: str, reply: dict[str, Any], owner: str) -> None:
-    """Insert or replace the endpoint for a helper's attach reply (inside a transaction);
-    a malformed reply is a ProtocolError naming the plugin, and records nothing."""
+def record(
+    conn: sqlite3.Connection,
+    plugin: str,
+    reply: dict[str, Any],
+    owner: str,
+    aliases: Iterable[str] = (),
+) -> None:
+    """Insert or replace the endpoint for a helper's attach reply, with its DNS aliases
+    (inside a transaction); a malformed reply is a ProtocolError naming the plugin, and
+    records nothing."""
     attachment = parse_attachment(plugin, reply)
     conn.execute(
         "INSERT INTO endpoints(network, owner, plugin, hostname, address, ipv6, attachment,"
@@ -52,6 +59,37 @@ def record(conn: sqlite3.Connection, plugin: str, reply: dict[str, Any], owner: 
             _now(),
         ),
     )
+    set_aliases(conn, attachment.network, owner, aliases)
+
+
+def set_aliases(conn: sqlite3.Connection, network: str, owner: str, aliases: Iterable[str]) -> None:
+    """Replace an endpoint's DNS aliases (they go with it: ON DELETE CASCADE)."""
+    wanted = list(dict.fromkeys(aliases))
+    have = [
+        r[0]
+        for r in conn.execute(
+            "SELECT alias FROM endpoint_aliases WHERE network = ? AND owner = ? ORDER BY alias",
+            (network, owner),
+        )
+    ]
+    if sorted(wanted) == have:
+        return
+    conn.execute("DELETE FROM endpoint_aliases WHERE network = ? AND owner = ?", (network, owner))
+    conn.executemany(
+        "INSERT INTO endpoint_aliases(network, owner, alias) VALUES (?, ?, ?)",
+        [(network, owner, a) for a in wanted],
+    )
+
+
+def aliases_of(conn: sqlite3.Connection, owner: str) -> dict[str, list[str]]:
+    """An owner's DNS aliases, by network."""
+    out: dict[str, list[str]] = {}
+    for network, alias in conn.execute(
+        "SELECT network, alias FROM endpoint_aliases WHERE owner = ? ORDER BY network, alias",
+        (owner,),
+    ):
+        out.setdefault(str(network), []).append(str(alias))
+    return out
 
 
 def forget(conn: sqlite3.Connection, owner: str, networks: Iterable[str] | None = None) -> None:
@@ -77,11 +115,14 @@ def held(conn: sqlite3.Connection, owner: str) -> list[tuple[str, str]]:
 def shown(conn: sqlite3.Connection, owner: str) -> dict[str, dict[str, Any]]:
     """An owner's attachments as inspect shows them, by network."""
     out: dict[str, dict[str, Any]] = {}
+    aliases = aliases_of(conn, owner)
     for (text,) in conn.execute("SELECT attachment FROM endpoints WHERE owner = ?", (owner,)):
         reply = json.loads(text)
         item = {k: reply[k] for k in _SHOWN if k in reply}
         if reply.get("ipv6Address"):
             item["ipv6Address"] = reply["ipv6Address"]
+        if aliases.get(str(reply["network"])):
+            item["aliases"] = aliases[str(reply["network"])]
         out[str(reply["network"])] = item
     return out
 

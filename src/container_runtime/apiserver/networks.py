@@ -35,13 +35,14 @@ from ..models import (
     parse_ipv6_subnet,
     parse_key_values,
     parse_mac,
+    parse_mtu,
     validate_container_name,
     validate_network_name,
     validate_plugin_name,
 )
 from ..netoptions import specs_from_table, validate_options
 from ..network.plugins import find_plugin
-from ..plugin.protocol import NetworkReply
+from ..plugin.protocol import CheckReply, NetworkReply
 from ..state import Database
 from . import endpoints, netsync
 from .dnsnames import check_dns_names
@@ -223,6 +224,8 @@ class NetworkService:
         options = validate_options(
             _str_list(body.get("options")), (*manifest.options, *specs_from_table(RUNTIME_OPTIONS))
         )
+        if "mtu" in options:
+            parse_mtu(options["mtu"])  # 1280-65535, as an attachment's mtu=
         mode = NetworkMode.INTERNAL if body.get("internal") else NetworkMode.NAT
         subnet_v6 = None
         if body.get("subnetV6") is not None:
@@ -431,7 +434,8 @@ class NetworkService:
         if row is not None:
             raise Conflict(
                 f"the attachment to network {name} belongs to container {row[0]}: network"
-                f" detach only releases bare attachments (stop or remove container {row[0]})"
+                f" detach only releases bare attachments (use `container network disconnect"
+                f" {name} {row[0]}`)"
             )
         with self.db.write() as conn:  # forgotten first: see endpoints.py
             endpoints.forget(conn, owner, [name])
@@ -459,6 +463,21 @@ class NetworkService:
         """Refuse `name` if a live attachment on one of `networks` answers to one of its
         DNS names (see dnsnames.py)."""
         check_dns_names(self.db, self.config.dns_domain, name, networks, owner, what)
+
+    def check(self, name: str) -> CheckReply:
+        """`container network check`: the plugin's verification of the network's
+        attachments against the kernel."""
+        config = self.configuration(name)
+        reply = self.helper_for(config.plugin).request(
+            "POST", f"/networks/{name}/check", {}, idempotent=True
+        )
+        return CheckReply.from_json(reply)
+
+    def check_aliases(self, aliases: Iterable[str], network: str, owner: str | None) -> None:
+        """Refuse an alias that is another attachment's own DNS name on `network` (several
+        owners may share one alias; see dnsnames.py)."""
+        for alias in aliases:
+            check_dns_names(self.db, self.config.dns_domain, alias, [network], owner, "alias")
 
     def attachments(self, name: str) -> list[Attachment]:
         helper = self.helper_for(self.configuration(name).plugin)

@@ -11,10 +11,15 @@ at `system stop`: what a SIGKILL at any moment may have left half-done.
   endpoints record is made to match each helper's attachments (sync_endpoints), and the
   attachments of containers not running, and of owners with no container row, released
   through the protocol; bundles with no row deleted.
+- An attachment of a running container on a network its configuration does not list (a
+  `network connect` not committed, a `disconnect` not finished) is released.
+- Static addresses: each plugin's reservations are made to match the containers'
+  `ip=` specs (reservations.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -22,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError
+from ..models import AttachmentSpec
 from ..syscalls import umount_detach
-from . import endpoints
+from . import endpoints, reservations
 
 if TYPE_CHECKING:
     from .containers import ContainerService
@@ -97,6 +103,7 @@ def reconcile(svc: ContainerService) -> None:
         except Exception as exc:
             log.warning(f"container-apiserver: reconciling {cid[:12]} failed: {exc}")
     sync_endpoints(svc)
+    sync_reservations(svc)
     with svc.db.read() as conn:
         rows = {r[0] for r in conn.execute("SELECT id FROM containers")}
         running = [r[0] for r in conn.execute("SELECT id FROM containers WHERE state = 'running'")]
@@ -137,24 +144,35 @@ def sync_endpoints(svc: ContainerService) -> None:
     one of a container not running, or of an id with no container, is released through
     the protocol; an endpoint its helper does not hold is forgotten."""
     live, listed = _helper_attachments(svc)
+    specs = _container_specs(svc)
     with svc.db.read() as conn:
         states = {r[0]: r[1] for r in conn.execute("SELECT id, state FROM containers")}
         recorded = {(r[0], r[1]) for r in conn.execute("SELECT network, owner FROM endpoints")}
 
-    def wanted(owner: str) -> bool:
-        return not ID_RE.match(owner) or states.get(owner) == "running"
+    def wanted(network: str, owner: str) -> bool:
+        if not ID_RE.match(owner):
+            return True
+        return states.get(owner) == "running" and (network, owner) in specs
 
     with svc.db.write() as conn:
         for network, owner in sorted(recorded):
-            if network in listed and ((network, owner) not in live or not wanted(owner)):
+            if network in listed and ((network, owner) not in live or not wanted(network, owner)):
                 endpoints.forget(conn, owner, [network])
         for (network, owner), (plugin, reply) in sorted(live.items()):
-            if (network, owner) not in recorded and wanted(owner):
-                endpoints.record(conn, plugin, reply, owner)
+            if (network, owner) not in recorded and wanted(network, owner):
+                spec = specs.get((network, owner))
+                endpoints.record(conn, plugin, reply, owner, spec.aliases if spec else ())
                 log.info(f"container-apiserver: recorded the attachment of {owner[:12]}")
     unpublished: set[tuple[str, str]] = set()
     for (network, owner), (plugin, _) in sorted(live.items()):
-        if wanted(owner):
+        if wanted(network, owner):
+            continue
+        if states.get(owner) == "running":  # only this network: keep its ports elsewhere
+            try:
+                svc.helper_for(plugin).request("DELETE", f"/networks/{network}/attachments/{owner}")
+                log.info(f"container-apiserver: released {owner[:12]} on {network} (not listed)")
+            except Exception as exc:
+                log.warning(f"container-apiserver: releasing {owner[:12]} on {network}: {exc}")
             continue
         helper = svc.helper_for(plugin)
         try:
@@ -165,6 +183,29 @@ def sync_endpoints(svc: ContainerService) -> None:
             log.info(f"container-apiserver: released the attachment of {owner[:12]} to {network}")
         except Exception as exc:
             log.warning(f"container-apiserver: releasing {owner[:12]} on {network} failed: {exc}")
+
+
+def _container_specs(svc: ContainerService) -> dict[tuple[str, str], AttachmentSpec]:
+    """Every container's network specs, by (network, container id)."""
+    out: dict[tuple[str, str], AttachmentSpec] = {}
+    with svc.db.read() as conn:
+        rows = conn.execute("SELECT id, config FROM containers").fetchall()
+    for cid, text in rows:
+        for raw in json.loads(text).get("networks") or []:
+            try:
+                spec = AttachmentSpec.from_json(raw)
+            except (ContainerError, KeyError) as exc:
+                log.warning(f"container-apiserver: container {cid[:12]}: bad spec {raw}: {exc}")
+                continue
+            out[(spec.network, str(cid))] = spec
+    return out
+
+
+def sync_reservations(svc: ContainerService) -> None:
+    """Each plugin's reservations as the containers' static specs ask (reservations.py)."""
+    networks = {n.id: n.configuration.plugin for n in svc.networks.list()}
+    wanted = {k: s for k, s in _container_specs(svc).items() if s.ip is not None}
+    reservations.reconcile(svc.helper_for, networks, wanted)
 
 
 def _orphan_sandboxes(svc: ContainerService, running: list[str]) -> None:

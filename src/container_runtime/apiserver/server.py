@@ -22,7 +22,7 @@ from ..daemon import InstanceLock, read_pidfile, setup_logging, write_pidfile
 from ..dns import notify_dns
 from ..errors import ConfigError, ContainerError, InvalidArgument
 from ..http import Request, Router, SelectorHTTPServer
-from ..network.plugins import find_plugin
+from ..network.plugins import find_plugin, list_plugins
 from ..paths import Paths
 from ..peercred import access_group
 from ..plugin.protocol import ProtocolError, StatusReply, check_protocol, check_status
@@ -144,6 +144,32 @@ class ApiServer:
             "helpers": self.supervisor.status(),
         }
 
+    def plugins(self) -> list[dict[str, Any]]:
+        """`container network plugins`: every plugin on the plugin path, from its manifest,
+        with its helper's GET /status when the helper is running."""
+        out = []
+        for manifest in list_plugins(self.config.plugin_path):
+            entry: dict[str, Any] = {
+                "name": manifest.name,
+                "version": manifest.version,
+                "protocol": manifest.protocol,
+                "strategies": list(manifest.strategies),
+                "options": [spec.describe() for spec in manifest.options],
+                "manifest": manifest.manifest,
+                "executable": manifest.executable,
+                "running": None,
+            }
+            with self.helpers_lock:
+                client = self.helpers.get(manifest.name)
+            if client is not None:
+                try:
+                    status = StatusReply.from_json(client.request("GET", "/status"))
+                    entry["running"] = {"pid": status.pid, "networks": list(status.networks)}
+                except ContainerError:
+                    pass
+            out.append(entry)
+        return out
+
 
 def openapi_document() -> dict[str, Any]:
     text = resources.files("container_runtime").joinpath("openapi.json").read_text()
@@ -191,6 +217,14 @@ def build_router(api: ApiServer) -> Router:
     def delete_network(req: Request) -> tuple[int, Any]:
         nets.delete(req.params["name"])
         return 200, {"deleted": req.params["name"]}
+
+    @router.route("POST", "/v1/networks/{name}/check")
+    def check_network(req: Request) -> tuple[int, Any]:
+        return 200, nets.check(req.params["name"]).to_json()
+
+    @router.route("GET", "/v1/plugins")
+    def list_plugins(_: Request) -> tuple[int, Any]:
+        return 200, api.plugins()
 
     @router.route("GET", "/v1/networks/{name}/attachments")
     def list_attachments(req: Request) -> tuple[int, Any]:

@@ -93,7 +93,17 @@ def _create_flags(p: argparse.ArgumentParser, run: bool) -> None:
         action="append",
         default=[],
         metavar="NAME[,mac=..][,mtu=..]",
-        help="attach to a network (repeatable; none: loopback only)",
+        help="attach to a network (repeatable; none: loopback only; host: the host's"
+        " network, no isolation; container:NAME: share NAME's network namespace)",
+    )
+    p.add_argument("--hostname", metavar="NAME", help="hostname (and DNS name on eth0)")
+    p.add_argument("--domainname", metavar="DOMAIN", help="the container's NIS domain name")
+    p.add_argument(
+        "--add-host",
+        action="append",
+        default=[],
+        metavar="NAME:IP",
+        help="add an /etc/hosts entry (repeatable; IP may be host-gateway)",
     )
     p.add_argument(
         "-p",
@@ -160,6 +170,9 @@ def _create(args: argparse.Namespace, start: bool) -> dict[str, Any]:
         "workdir": args.workdir,
         "env": args.env,
         "networks": args.network,
+        "hostname": args.hostname,
+        "domainname": args.domainname,
+        "addHosts": args.add_host,
         "publish": args.publish,
         "dns": args.dns,
         "dnsDomain": args.dns_domain,

@@ -1,4 +1,5 @@
-"""`container network` (alias `n`): create, list, inspect, delete, prune, attach, detach, reload."""
+"""`container network` (alias `n`): create, list, inspect, delete, prune, connect, disconnect,
+attach, detach, reload, check, plugins."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ def _manifests() -> list[Any]:
 
 def plugin_options_text() -> str:
     lines = ["options by plugin (--option KEY=VALUE; the first value is the default):"]
+    from ..models import RUNTIME_OPTIONS
+    from ..netoptions import specs_from_table
+
+    every = " ".join(spec.describe() for spec in specs_from_table(RUNTIME_OPTIONS))
+    lines.append(f"  every plugin: {every}")
     for plugin in _manifests():
         accepted = " ".join(spec.describe() for spec in plugin.options)
         lines.append(f"  {plugin.name}: {accepted or '(none)'}")
@@ -95,6 +101,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="KEY=VALUE",
         help="plugin option (repeatable; see the list below)",
     )
+    create.add_argument(
+        "--dns-server",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="upstream the embedded DNS forwards to for this network (repeatable;"
+        " the same as --option dns-server=IP)",
+    )
     create.add_argument("--plugin", metavar="NAME", help="network plugin (default: bridge)")
     create.set_defaults(handler=create_network)
 
@@ -117,6 +131,33 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
     prune = sub.add_parser("prune", help="delete every unused network")
     prune.set_defaults(handler=prune_networks)
+
+    connect = sub.add_parser("connect", help="connect a container to a network (live if running)")
+    connect.add_argument("network", metavar="NETWORK", help="network name")
+    connect.add_argument("container", metavar="CONTAINER", help="container name or id")
+    connect.add_argument("--mac", help="MAC address (default: generated)")
+    connect.add_argument("--mtu", type=int, help="MTU (default: the network's)")
+    connect.add_argument("--ip", help="static IPv4 address (reserved while the container exists)")
+    connect.add_argument("--ip6", help="static IPv6 address (with --ip)")
+    connect.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DNS alias on this network (repeatable)",
+    )
+    connect.set_defaults(handler=connect_container)
+
+    disconnect = sub.add_parser("disconnect", help="disconnect a container from a network")
+    disconnect.add_argument("network", metavar="NETWORK", help="network name")
+    disconnect.add_argument("container", metavar="CONTAINER", help="container name or id")
+    disconnect.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="also the primary network while others remain (the next one becomes primary)",
+    )
+    disconnect.set_defaults(handler=disconnect_container)
 
     attach = _with_plugins_help(
         sub,
@@ -145,6 +186,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     reload = sub.add_parser("reload", help="re-apply every network's kernel state and rules")
     reload.set_defaults(handler=reload_networks)
 
+    check = sub.add_parser(
+        "check", help="verify a network's attachments against the kernel (exit 1: problems)"
+    )
+    check.add_argument("name", metavar="NAME", help="network name")
+    check.set_defaults(handler=check_network)
+
+    plugins = sub.add_parser("plugins", help="list the network plugins")
+    plugins.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
+    plugins.set_defaults(handler=list_plugins)
+
 
 def create_network(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
@@ -154,7 +207,7 @@ def create_network(args: argparse.Namespace) -> int:
         "subnetV6": args.subnet_v6,
         "internal": args.internal,
         "labels": args.label,
-        "options": args.option,
+        "options": [*args.option, *(f"dns-server={ip}" for ip in args.dns_server)],
         "plugin": args.plugin,
     }
     created = api().request("POST", "/v1/networks", body)
@@ -216,6 +269,25 @@ def prune_networks(_: argparse.Namespace) -> int:
     return 0
 
 
+def connect_container(args: argparse.Namespace) -> int:
+    body = {
+        "container": args.container,
+        "mac": args.mac,
+        "mtu": args.mtu,
+        "ip": args.ip,
+        "ip6": args.ip6,
+        "aliases": args.alias,
+    }
+    api().request("POST", f"/v1/networks/{quote(args.network)}/connect", body)
+    return 0
+
+
+def disconnect_container(args: argparse.Namespace) -> int:
+    body = {"container": args.container, "force": args.force}
+    api().request("POST", f"/v1/networks/{quote(args.network)}/disconnect", body)
+    return 0
+
+
 def attach_network(args: argparse.Namespace) -> int:
     body = {
         "name": args.name,
@@ -239,4 +311,35 @@ def detach_network(args: argparse.Namespace) -> int:
 def reload_networks(_: argparse.Namespace) -> int:
     api().request("POST", "/v1/networks/reload", {})
     print("reloaded")
+    return 0
+
+
+def check_network(args: argparse.Namespace) -> int:
+    """One line per problem (and exit 1), or one line saying the network is healthy."""
+    reply = api().request("POST", f"/v1/networks/{quote(args.name)}/check", {})
+    for problem in reply["problems"]:
+        print(f"{args.name}: {problem}")
+    if reply["problems"]:
+        return 1
+    print(f"{args.name}: ok")
+    return 0
+
+
+def list_plugins(args: argparse.Namespace) -> int:
+    plugins = api().request("GET", "/v1/plugins")
+    if args.format == "json":
+        print(dumps(plugins))
+        return 0
+    rows = [
+        [
+            p["name"],
+            p["version"],
+            ",".join(p["strategies"]),
+            " ".join(p["options"]) or "-",
+            f"pid {p['running']['pid']}" if p["running"] else "-",
+            p["manifest"],
+        ]
+        for p in plugins
+    ]
+    print(table(["PLUGIN", "VERSION", "STRATEGIES", "OPTIONS", "HELPER", "MANIFEST"], rows))
     return 0

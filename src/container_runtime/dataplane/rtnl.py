@@ -17,6 +17,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
+NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLA_F_NESTED = 0x8000
@@ -269,12 +270,13 @@ def new_addr(
 
 
 def new_default_route(
-    index: int, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address
+    index: int, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, replace: bool = False
 ) -> tuple[int, int, bytes]:
+    """The default route via `gateway` on `index`; with `replace`, instead of any other."""
     family = socket.AF_INET if gateway.version == 4 else socket.AF_INET6
     body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
     body += attr(RTA_GATEWAY, gateway.packed) + attr_u32(RTA_OIF, index)
-    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body
+    return RTM_NEWROUTE, NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL), body
 
 
 class Rtnl:

@@ -181,17 +181,20 @@ class Forwarder:
         # servers that failed recently are tried last (until this monotonic time)
         self._down_until: dict[Upstream, float] = {}
 
-    def ordered(self) -> list[Upstream]:
+    def ordered(self, upstreams: Iterable[Upstream] | None = None) -> list[Upstream]:
         now = time.monotonic()
-        servers = list(self.upstreams)
+        servers = list(self.upstreams if upstreams is None else upstreams)
         up = [u for u in servers if self._down_until.get(u, 0.0) <= now]
         return up + [u for u in servers if u not in up]
 
-    def resolve(self, query: wire.Query, data: bytes, tcp: bool) -> bytes:
-        """Blocking: the upstream's answer (client's ID), or SERVFAIL when all fail."""
+    def resolve(
+        self, query: wire.Query, data: bytes, tcp: bool, upstreams: list[Upstream] | None = None
+    ) -> bytes:
+        """Blocking: the upstream's answer (client's ID), or SERVFAIL when all fail.
+        `upstreams`: a network's own servers (its dns-server option) instead of ours."""
         deadline = time.monotonic() + TOTAL_BUDGET
         fallback: bytes | None = None
-        for server in self.ordered():
+        for server in self.ordered(upstreams):
             remaining = deadline - time.monotonic()
             if remaining <= 0.05:
                 break
@@ -220,7 +223,12 @@ class Forwarder:
         return wire.response(query, wire.RCODE_SERVFAIL)
 
     def submit(
-        self, query: wire.Query, data: bytes, tcp: bool, reply: Callable[[bytes], None]
+        self,
+        query: wire.Query,
+        data: bytes,
+        tcp: bool,
+        reply: Callable[[bytes], None],
+        upstreams: list[Upstream] | None = None,
     ) -> None:
         """Resolve in a worker and call reply(answer) there; SERVFAIL at once when saturated."""
         with self._lock:
@@ -235,7 +243,7 @@ class Forwarder:
 
         def run() -> None:
             try:
-                answer = self.resolve(query, data, tcp)
+                answer = self.resolve(query, data, tcp, upstreams)
                 reply(answer)
             except Exception:  # noqa: BLE001 - a worker must never die silently
                 log.exception("forwarding failed")

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..netmode import HOST_GATEWAY_NAMES
 from . import wire
+from .forward import Upstream, parse_upstream
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ class NetworkInfo:
     # where the network's members ask (IPv4): its plugin's dnsAddress, by default the
     # gateway (a bridge's); None when the plugin serves no embedded DNS there
     listen4: IPv4 | None = None
+    # option dns=false: no listener on its gateway and its members' names not answered
+    dns: bool = True
+    # option dns-server: this network's upstreams instead of the server's own
+    upstreams: tuple[Upstream, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,27 @@ class Record:
 
 @dataclass
 class Entry:
-    """A precomputed answer: header for RD=0 / RD=1 and everything after the question."""
+    """A precomputed answer: header for RD=0 / RD=1 and everything after the question.
+
+    A name with several addresses (an alias several containers share) answers with all
+    of them, rotated by one at every answer (round-robin, as Docker's embedded DNS):
+    `rotations` holds each order, `answers` the one to send next (`rotate()`)."""
 
     rcode: int
     ancount: int
     answers: bytes
     hdr: tuple[bytes, bytes] = field(init=False)
+    rotations: tuple[bytes, ...] = ()
+    turn: int = 0
+
+    def rotate(self) -> bytes:
+        """The answer records to send now; the next call sends the next order."""
+        if not self.rotations:
+            return self.answers
+        self.turn = (self.turn + 1) % len(self.rotations)
+        current = self.answers
+        self.answers = self.rotations[self.turn]
+        return current
 
     def __post_init__(self) -> None:
         self.hdr = (
@@ -101,6 +122,8 @@ class AnswerTable:
 
     def has_name(self, qname: str) -> bool:
         """Whether the name exists in this scope (for an empty NOERROR of other types)."""
+        if qname in HOST_GATEWAY_NAMES and self._gateways():
+            return True
         if self._records(self._snapshot.by_qname.get(qname)):
             return True
         address = _from_reverse(qname) if qname.endswith("arpa") else None
@@ -115,20 +138,39 @@ class AnswerTable:
             self.entries[key] = entry
         return entry
 
+    def _gateways(self) -> tuple[IPv4 | None, IPv6 | None] | None:
+        """The listener network's gateways: where host.container.internal points (the
+        network a container asks through is its primary one, its resolv.conf's server)."""
+        info = self._snapshot.networks.get(self._listener) if self._listener else None
+        return None if info is None else (info.gateway4, info.gateway6)
+
+    def _host_entry(self, qtype: int) -> Entry | None:
+        gateways = self._gateways()
+        if gateways is None:
+            return None
+        ttl = self._snapshot.ttl
+        if qtype == wire.QTYPE_A and gateways[0] is not None:
+            return Entry(wire.RCODE_NOERROR, 1, wire.rr_a(ttl, gateways[0]))
+        if qtype == wire.QTYPE_AAAA and gateways[1] is not None:
+            return Entry(wire.RCODE_NOERROR, 1, wire.rr_aaaa(ttl, gateways[1]))
+        if qtype in (wire.QTYPE_A, wire.QTYPE_AAAA):
+            return Entry(wire.RCODE_NOERROR, 0, b"")
+        return None
+
     def _make(self, qname: str, qtype: int) -> Entry | None:
         ttl = self._snapshot.ttl
+        if qname in HOST_GATEWAY_NAMES:
+            return self._host_entry(qtype)
         if qtype in (wire.QTYPE_A, wire.QTYPE_AAAA):
             records = self._records(self._snapshot.by_qname.get(qname))
             if not records:
                 return None
             if qtype == wire.QTYPE_A:
                 addrs4 = list(dict.fromkeys(r.address4 for r in records))
-                rrs = b"".join(wire.rr_a(ttl, a) for a in addrs4)
-                return Entry(wire.RCODE_NOERROR, len(addrs4), rrs)
+                return _rotating([wire.rr_a(ttl, a) for a in addrs4])
             # No AAAA record: an empty NOERROR (busybox nslookup needs it).
             addrs6 = list(dict.fromkeys(r.address6 for r in records if r.address6 is not None))
-            rrs = b"".join(wire.rr_aaaa(ttl, a) for a in addrs6)
-            return Entry(wire.RCODE_NOERROR, len(addrs6), rrs)
+            return _rotating([wire.rr_aaaa(ttl, a) for a in addrs6])
         if qtype == wire.QTYPE_PTR and qname.endswith("arpa"):
             address = _from_reverse(qname)
             if address is None:
@@ -143,6 +185,14 @@ class AnswerTable:
                 return None
             return Entry(wire.RCODE_NOERROR, len(targets), rrs)
         return None
+
+
+def _rotating(rrs: list[bytes]) -> Entry:
+    """A NOERROR answer of these records; with several, one order per rotation."""
+    entry = Entry(wire.RCODE_NOERROR, len(rrs), b"".join(rrs))
+    if len(rrs) > 1:
+        entry.rotations = tuple(b"".join(rrs[i:] + rrs[:i]) for i in range(len(rrs)))
+    return entry
 
 
 def _parse_v6(text: str | None) -> IPv6 | None:
@@ -191,7 +241,14 @@ def _network_info(name: str, config_text: str, dns_text: str | None = None) -> N
             listen4 = IPv4(dns_text) if dns_text else None
         except ValueError:
             log.warning("network %s: unusable DNS address %r", name, dns_text)
-    return NetworkInfo(name, gw4, gw6, sub4, sub6, forward, listen4)
+    upstreams = []
+    for text in filter(None, str(options.get("dns-server") or "").split(",")):
+        try:
+            upstreams.append(parse_upstream(text))
+        except ValueError:
+            log.warning("network %s: ignoring invalid dns-server %r", name, text)
+    dns = options.get("dns") != "false"
+    return NetworkInfo(name, gw4, gw6, sub4, sub6, forward, listen4, dns, tuple(upstreams))
 
 
 Key = tuple[str, str]  # (network, owner): one attachment
@@ -341,7 +398,7 @@ class Snapshot:
 
     def is_local(self, qname: str) -> bool:
         """Names we are authoritative for: never forwarded (NXDOMAIN when not found)."""
-        if "." not in qname:
+        if "." not in qname or qname in HOST_GATEWAY_NAMES:
             return True  # bare single label (and the root)
         if self.domain and (qname == self.domain or qname.endswith("." + self.domain)):
             return True
@@ -354,6 +411,8 @@ class Snapshot:
     def listen_addresses(self) -> dict[str, list[Address]]:
         out: dict[str, list[Address]] = {}
         for name, info in self.networks.items():
+            if not info.dns:
+                continue
             addrs: list[Address] = []
             if info.listen4 is not None:
                 addrs.append(info.listen4)
@@ -391,7 +450,15 @@ def _last_change(conn: sqlite3.Connection) -> int:
         return 0
 
 
-_ATTACHMENT_COLUMNS = "network, owner, hostname, address, ipv6"
+# An attachment, its container's name (a container answers to its name on every network,
+# and on its first also to its --hostname, which is that attachment's hostname) and its
+# DNS aliases on that network (space-separated; NULL when it has none).
+_ATTACHMENTS = (
+    "SELECT a.network, a.owner, a.hostname, a.address, a.ipv6, c.name,"
+    " (SELECT group_concat(x.alias, ' ') FROM endpoint_aliases x"
+    " WHERE x.network = a.network AND x.owner = a.owner) FROM endpoints a"
+    " LEFT JOIN containers c ON c.id = a.owner"
+)
 
 
 def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
@@ -407,7 +474,7 @@ def load_snapshot(database: Path, domain: str | None, ttl: int) -> Snapshot:
             net_rows = [
                 (*r, None) for r in conn.execute("SELECT name, config FROM networks").fetchall()
             ]
-        att_rows = conn.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM endpoints").fetchall()
+        att_rows = conn.execute(_ATTACHMENTS).fetchall()
         try:
             extra = [str(r[0]).lower() for r in conn.execute("SELECT domain FROM dns_domains")]
         except sqlite3.OperationalError:  # a database from before the table existed
@@ -444,11 +511,12 @@ def update_snapshot(old: Snapshot, database: Path) -> Snapshot | None:
         changed: dict[Key, Record | None] = {}
         for network, owner in keys:
             row = conn.execute(
-                f"SELECT {_ATTACHMENT_COLUMNS} FROM endpoints WHERE network = ? AND owner = ?",
-                (network, owner),
+                _ATTACHMENTS + " WHERE a.network = ? AND a.owner = ?", (network, owner)
             ).fetchone()
+            info = old.networks.get(network)
+            served = row is not None and (info is None or info.dns)
             changed[(network, owner)] = (
-                _record(row, old.domain, old.extra_domains) if row is not None else None
+                _record(row, old.domain, old.extra_domains) if served else None
             )
         conn.execute("COMMIT")
     finally:
@@ -459,21 +527,43 @@ def update_snapshot(old: Snapshot, database: Path) -> Snapshot | None:
 def _record(
     row: tuple[Any, ...], domain: str | None, extra_domains: tuple[str, ...]
 ) -> Record | None:
-    network, owner, hostname, address, ipv6 = row
+    network, owner, hostname, address, ipv6, container, alias_text = (*row, None, None)[:7]
+    aliases = str(alias_text).split() if alias_text else []
     try:
         addr4 = IPv4(int(address))
     except (ValueError, TypeError):
         log.warning("attachment %s/%s: bad address %r", network, owner, address)
         return None
-    host = str(hostname or owner).strip(".").lower()
-    bare = bare_name(str(owner), host, domain)
-    fqdn = host if "." in host or not domain else f"{host}.{domain}"
+    suffixes = ((domain,) if domain else ()) + extra_domains
+    names, fqdn, qnames = record_names(str(owner), hostname, container, domain, suffixes)
     addr6 = _parse_v6(ipv6)
     texts = (str(addr4),) + ((str(addr6),) if addr6 is not None else ())
-    suffixes = ((domain,) if domain else ()) + extra_domains
-    names = (bare,)
-    qnames = answer_names(bare, fqdn, suffixes)
+    for alias in sorted(aliases):  # answered only on this record's network, as its names
+        qnames += tuple(n for n in answer_names(alias, alias, suffixes) if n not in qnames)
     return Record(str(network), str(owner), names, fqdn, addr4, addr6, texts, qnames)
+
+
+def record_names(
+    owner: str,
+    hostname: str | None,
+    container: str | None,
+    domain: str | None,
+    suffixes: tuple[str, ...],
+) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """An attachment's bare names, its FQDN (the PTR target) and every name it answers
+    to: the bare name of its hostname, and its container's name when that differs (the
+    first network of a container with --hostname)."""
+    host = str(hostname or owner).strip(".").lower()
+    bare = bare_name(owner, host, domain)
+    fqdn = host if "." in host or not domain else f"{host}.{domain}"
+    qnames = answer_names(bare, fqdn, suffixes)
+    names: tuple[str, ...] = (bare,)
+    other = str(container).lower() if container else None
+    if other and other != bare:
+        names = (bare, other)
+        extra = answer_names(other, f"{other}.{domain}" if domain else other, suffixes)
+        qnames = tuple(dict.fromkeys((*qnames, *extra)))
+    return names, fqdn, qnames
 
 
 def _is_id(owner: str) -> bool:
@@ -503,7 +593,7 @@ def answer_names(bare: str, fqdn: str, suffixes: tuple[str, ...]) -> tuple[str, 
 
 def build_snapshot(
     networks: dict[str, NetworkInfo],
-    rows: list[tuple[str, str, str, int, str | None]],
+    rows: list[tuple[Any, ...]],
     domain: str | None,
     ttl: int,
     extra_domains: tuple[str, ...] = (),
@@ -513,6 +603,9 @@ def build_snapshot(
     records: list[Record] = []
     cache: dict[tuple[Any, ...], Record] = {}
     for row in rows:
+        info = networks.get(str(row[0]))
+        if info is not None and not info.dns:
+            continue  # dns=false: nothing of this network is answered
         # Rows that did not change since the last reload keep their parsed Record: parsing
         # addresses dominated a reload of thousands of attachments.
         key = (*row, domain, extra_domains)

@@ -45,7 +45,7 @@ from ..errors import ContainerError
 from ..paths import Paths
 from . import wire
 from .control import ACK_PREFIX, control_path
-from .forward import Forwarder, choose_upstreams
+from .forward import Forwarder, Upstream, choose_upstreams
 from .ratelimit import SourceLimiter
 from .records import AnswerTable, Snapshot, data_version, load_snapshot, update_snapshot
 
@@ -133,6 +133,7 @@ class DNSServer:
         self.tcp_connections = 0
         self.tcp_lock = threading.Lock()
         self.forwarder = Forwarder([], _env_float("CONTAINER_DNS_UPSTREAM_TIMEOUT", 1.0))
+        self.network_upstreams: dict[str, list[Upstream]] = {}
         self.ctl: socket.socket | None = None
         self.poll_conn: sqlite3.Connection | None = None
         self.version = -1
@@ -201,6 +202,12 @@ class DNSServer:
         self.forwarder.upstreams = choose_upstreams(
             self.configured_upstreams, own, Path("/etc/resolv.conf")
         )
+        # A network's own servers (dns-server), never one of our listeners (a loop).
+        self.network_upstreams = {
+            name: [u for u in info.upstreams if (u.host, u.port) not in own]
+            for name, info in snapshot.networks.items()
+            if info.upstreams
+        }
         log.debug(
             "loaded %d records on %d networks (generation %d)",
             len(snapshot.records),
@@ -334,7 +341,14 @@ class DNSServer:
                     if entry is not None:
                         try:
                             sendto(
-                                b"".join((data[:2], entry.hdr[data[2]], data[12:], entry.answers)),
+                                b"".join(
+                                    (
+                                        data[:2],
+                                        entry.hdr[data[2]],
+                                        data[12:],
+                                        entry.rotate() if entry.rotations else entry.answers,
+                                    )
+                                ),
                                 addr,
                             )
                         except OSError:
@@ -378,7 +392,7 @@ class DNSServer:
         )
         if entry is not None:
             return self._fit(
-                wire.response(query, entry.rcode, entry.ancount, entry.answers), query, max_size
+                wire.response(query, entry.rcode, entry.ancount, entry.rotate()), query, max_size
             )
         if query.qclass != wire.QCLASS_IN and query.qclass != 255:
             return wire.response(query, wire.RCODE_REFUSED)
@@ -389,13 +403,15 @@ class DNSServer:
             if snapshot.domain and query.qname == snapshot.domain:
                 return wire.response(query, wire.RCODE_NOERROR)
             return wire.response(query, wire.RCODE_NXDOMAIN)
+        upstreams = None
         if listener.network is not None:
             info = snapshot.networks.get(listener.network)
             if info is not None and not info.forward:
                 # An internal network must not reach the outside, not even through DNS.
                 return wire.response(query, wire.RCODE_REFUSED)
+            upstreams = self.network_upstreams.get(listener.network)
         if sock is None:
-            return self.forwarder.resolve(query, data, tcp=True)
+            return self.forwarder.resolve(query, data, tcp=True, upstreams=upstreams)
 
         def reply(answer: bytes) -> None:
             try:
@@ -403,7 +419,7 @@ class DNSServer:
             except OSError:
                 pass
 
-        self.forwarder.submit(query, data, False, reply)
+        self.forwarder.submit(query, data, False, reply, upstreams)
         return None
 
     @staticmethod

@@ -5,12 +5,15 @@ Policy (documented in docs/NETWORKING.md): addresses are handed out round-robin
 from a per-network cursor kept in the database, so a just-released address is the
 last to be reused (stale ARP and DNS caches elsewhere age out first).  The first
 attachment on a fresh network gets the first host after the gateway (.2).
-Uniqueness of address and MAC per network is enforced by UNIQUE constraints;
-every allocation is committed before it is returned.
+Static addresses (`ip=`/`ip6=`) and their reservations: statics.py; the dynamic
+allocator skips every address held or reserved.  Uniqueness of address and MAC per
+network is enforced by UNIQUE constraints; every allocation is committed before it is
+returned.
 
 A driver may narrow a network's addresses with an AddressPool (its `address_pool`): only
-addresses inside `ranges` are handed out (e.g. macvlan's `ip-range`, the part of a LAN
-its DHCP server does not own), never those in `reserved` (addresses others hold).
+addresses inside `ranges` are handed out dynamically (e.g. macvlan's `ip-range`, the part
+of a LAN its DHCP server does not own), never those in `reserved` (addresses others hold).
+A static address need only be inside the subnet, as with Docker's `--ip` beside `--ip-range`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import Conflict, Exhausted, NotFound
-from ..models import Attachment, AttachmentRequest, NetworkConfiguration, hostname_for
+from ..models import (
+    Attachment,
+    AttachmentRequest,
+    NetworkConfiguration,
+    hostname_for,
+    network_mtu,
+)
 from ..state import Database
+from . import statics
+from .statics import Reservation
 
 log = logging.getLogger("container-network")
 
@@ -119,22 +130,42 @@ class Allocator:
         with self.db.write() as conn:
             # Few statements on the hot path: the UNIQUE constraints detect an existing owner
             # or a MAC in use, instead of a look-up before every insert.
-            try:
-                offset = self._next_offset(conn, config, pool)
-            except Exhausted:
+            ip, ip6 = request.ip, request.ip6
+            held = statics.reserved_for(conn, name, request.owner)
+            if held is not None:  # an owner with a reservation gets exactly that
+                if ip is not None and ip != held.address:
+                    raise Conflict(
+                        f"{request.owner} has address {held.address} reserved on network"
+                        f" {name}, not {ip}"
+                    )
+                ip, ip6 = held.address, held.ipv6_address
+            offset: int | None = None
+            ipv6: ipaddress.IPv6Interface | None
+            if ip is not None:
                 if conn.execute(
                     "SELECT 1 FROM attachments WHERE network = ? AND owner = ?",
                     (name, request.owner),
                 ).fetchone():
-                    return self._existing(conn, request, name), False  # a retry on a full net
-                raise
-            address = subnet.network_address + offset
-            ipv6: ipaddress.IPv6Interface | None = None
-            if config.ipv6_subnet is not None:
-                v6 = config.ipv6_subnet
-                if offset >= v6.num_addresses - 1:
-                    raise Exhausted(f"network {name} has no free IPv6 addresses in {v6}")
-                ipv6 = ipaddress.IPv6Interface((v6.network_address + offset, v6.prefixlen))
+                    return self._existing(conn, request, name), False
+                ipv6 = statics.check_free(conn, config, request.owner, ip, ip6)
+                address = ip
+            else:
+                try:
+                    offset = self._next_offset(conn, config, pool)
+                except Exhausted:
+                    if conn.execute(
+                        "SELECT 1 FROM attachments WHERE network = ? AND owner = ?",
+                        (name, request.owner),
+                    ).fetchone():
+                        return self._existing(conn, request, name), False  # retry, full net
+                    raise
+                address = subnet.network_address + offset
+                ipv6 = None
+                if config.ipv6_subnet is not None:
+                    v6 = config.ipv6_subnet
+                    if offset >= v6.num_addresses - 1:
+                        raise Exhausted(f"network {name} has no free IPv6 addresses in {v6}")
+                    ipv6 = statics.ipv6_twin(config, offset)
             mac = request.mac or generate_mac()
             while True:
                 attachment = Attachment(
@@ -144,7 +175,7 @@ class Allocator:
                     address=ipaddress.IPv4Interface((address, subnet.prefixlen)),
                     gateway=config.ipv4_gateway,
                     mac_address=mac,
-                    mtu=request.mtu or self.default_mtu,
+                    mtu=request.mtu or network_mtu(config) or self.default_mtu,
                     interface=request.interface,
                     ipv6_address=ipv6,
                     netns=request.netns,
@@ -170,11 +201,12 @@ class Allocator:
                             f"by {holder['owner']}"
                         ) from None
                     mac = generate_mac()  # a random collision: draw again
-            conn.execute(
-                "INSERT INTO alloc_cursor(network, next_offset) VALUES (?, ?)"
-                " ON CONFLICT(network) DO UPDATE SET next_offset = excluded.next_offset",
-                (name, offset + 1),
-            )
+            if offset is not None:  # a static address does not move the cursor
+                conn.execute(
+                    "INSERT INTO alloc_cursor(network, next_offset) VALUES (?, ?)"
+                    " ON CONFLICT(network) DO UPDATE SET next_offset = excluded.next_offset",
+                    (name, offset + 1),
+                )
         log.info(describe("allocated", attachment, self.plugin))
         return attachment, True
 
@@ -211,6 +243,11 @@ class Allocator:
             "SELECT * FROM attachments WHERE network = ? AND owner = ?", (network, request.owner)
         ).fetchone()
         existing = _row_to_attachment(row)
+        if request.ip is not None and request.ip != existing.address.ip:
+            raise Conflict(
+                f"{request.owner} is already attached to network {network} "
+                f"with address {existing.address.ip}"
+            )
         if request.mac is not None and request.mac != existing.mac_address:
             raise Conflict(
                 f"{request.owner} is already attached to network {network} "
@@ -240,28 +277,51 @@ class Allocator:
         ).fetchone()
         first = intervals[0][0] if intervals else 1
         start = row[0] if row is not None and inside(row[0]) else first
-        if start not in reserved and inside(start) and not self._taken(conn, name, base + start):
-            return start  # the common case: two indexed look-ups, no scan
+        if (
+            start not in reserved
+            and inside(start)
+            and not statics.offset_taken(conn, config, start)
+        ):
+            return start  # the common case: a few indexed look-ups, no scan
         capacity = sum(hi - lo + 1 for lo, hi in intervals)
         capacity -= sum(1 for r in reserved if inside(r))
         in_use = conn.execute(
             "SELECT COUNT(*) FROM attachments WHERE network = ?", (name,)
-        ).fetchone()[0]
+        ).fetchone()[0] + statics.reserved_count(conn, name)
         if in_use >= capacity:
             raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
         for offset in _from_cursor(intervals, start):
-            if offset not in reserved and not self._taken(conn, name, base + offset):
+            if offset not in reserved and not statics.offset_taken(conn, config, offset):
                 return offset
         raise Exhausted(f"network {name} has no free addresses ({in_use} in use)")
 
-    @staticmethod
-    def _taken(conn: sqlite3.Connection, network: str, address: int) -> bool:
-        return (
-            conn.execute(
-                "SELECT 1 FROM attachments WHERE network = ? AND address = ?", (network, address)
-            ).fetchone()
-            is not None
-        )
+    # -- reservations (statics.py) ------------------------------------------------------
+
+    def reserve(self, config: NetworkConfiguration, reservation: Reservation) -> Reservation:
+        with self.db.write() as conn:
+            held, changed = statics.reserve(
+                conn, config, reservation.owner, reservation.address, reservation.ipv6_address
+            )
+        if changed:
+            log.info(
+                f"container-network-{self.plugin}: reserved [address={held.address}]"
+                f" [ipv6={held.ipv6_address}] [owner={held.owner}] [id={held.network}]"
+            )
+        return held
+
+    def unreserve(self, network: str, owner: str) -> Reservation | None:
+        with self.db.write() as conn:
+            found = statics.unreserve(conn, network, owner)
+        if found is not None:
+            log.info(
+                f"container-network-{self.plugin}: unreserved [address={found.address}]"
+                f" [owner={owner}] [id={network}]"
+            )
+        return found
+
+    def reservations(self, network: str) -> list[Reservation]:
+        with self.db.read() as conn:
+            return statics.listed(conn, network)
 
     def release(self, network: str, owner: str) -> Attachment:
         with self.db.write() as conn:

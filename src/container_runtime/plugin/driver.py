@@ -4,7 +4,10 @@ idempotency per owner, reconcile at start) is the host's (host.py).
 
 A driver only builds and removes kernel (or other) state for networks and attachments the
 host has already validated and committed; it never touches the allocator's tables itself
-except through the host.
+except through the host.  A driver whose backend picks addresses itself (`allocates`, e.g.
+the cni plugin, whose CNI IPAM plugin allocates) implements allocate/deallocate instead of
+realise/unrealise: the host then commits its intent before the driver acts and the
+driver's reply (with its own data) before the host replies (host.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import sqlite3
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidArgument
@@ -21,6 +25,19 @@ from .allocator import FULL_POOL, AddressPool
 
 if TYPE_CHECKING:
     from .host import PluginHost
+
+
+@dataclass(frozen=True)
+class DriverRecord:
+    """The host's record of an attachment a driver allocates itself: what it was asked for
+    and, once it acted, its own data (JSON object: for cni the ADD result)."""
+
+    network: str
+    owner: str
+    netns: str | None
+    interface: str
+    state: str  # pending | ready | releasing
+    data: dict[str, Any] | None = None
 
 
 class Driver:
@@ -39,6 +56,9 @@ class Driver:
     # Tables of its own in the plugin's private database (plugin/store.py; `;`-separated
     # CREATE ... IF NOT EXISTS statements), reached through `self.host.db`.
     schema: ClassVar[str] = ""
+    # True: the driver allocates addresses itself (allocate/deallocate), not the host's
+    # allocator (realise/unrealise).
+    allocates: ClassVar[bool] = False
 
     host: PluginHost
 
@@ -88,6 +108,31 @@ class Driver:
 
     def unrealise(self, attachment: Attachment, host_ifname: str | None) -> None:
         """Remove a released attachment's interface (idempotent)."""
+
+    def make_primary(self, attachment: Attachment, config: NetworkConfiguration) -> None:
+        """Make a realised attachment its sandbox's primary: the default route(s) via its
+        gateway (replacing the old ones), when the owner's primary network goes."""
+        raise InvalidArgument(f"plugin {self.name} cannot move a default route")
+
+    # -- attachments of a driver that allocates (allocates = True) ------------------------
+
+    def allocate(
+        self, request: AttachmentRequest, config: NetworkConfiguration
+    ) -> tuple[Attachment, dict[str, Any]]:
+        """Build the attachment and pick its addresses, all or nothing (undo your own work
+        and raise on failure). Returns it with the data the host commits beside it and
+        hands back to deallocate and check. The host has committed a pending record first."""
+        raise InvalidArgument(f"plugin {self.name} does not allocate addresses itself")
+
+    def deallocate(self, record: DriverRecord) -> None:
+        """Undo an allocate (idempotent; `record.data` is None if it never completed)."""
+
+    # -- verification -----------------------------------------------------------------
+
+    def check(self, config: NetworkConfiguration, attachments: list[Attachment]) -> list[str]:
+        """`container network check`: one line per way the kernel differs from the
+        network's attachments (empty: healthy)."""
+        raise InvalidArgument(f"plugin {self.name} cannot check its attachments")
 
     # -- published ports (optional) ---------------------------------------------------
 

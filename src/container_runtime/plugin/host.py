@@ -7,7 +7,10 @@ attachment, and an allocation is committed before any kernel work and before the
 released again if the driver fails — the plugin's private database (store.py: the
 network configurations the API server sent, the allocator's tables, the driver's own) and
 reconciliation at start. The driver (driver.py) only builds and removes what the host has
-committed.
+committed.  For a driver that allocates itself (Driver.allocates: cni) the same two
+guarantees hold over its records (records.py): a pending record is committed before the
+driver acts, its reply before the host replies, and reconciliation undoes every record
+that did not complete.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..config import load_config
@@ -30,8 +34,10 @@ from ..models import Attachment, AttachmentRequest, NetworkConfiguration
 from ..paths import Paths
 from ..state import Database
 from .allocator import AddressPool, Allocator
-from .driver import Driver
-from .protocol import PROTOCOL_VERSION, NetworkReply
+from .driver import Driver, DriverRecord
+from .protocol import PROTOCOL_VERSION, CheckReply, NetworkReply
+from .records import DriverRecords
+from .statics import Reservation
 from .store import migrate_legacy, open_store
 
 
@@ -48,6 +54,9 @@ class PluginHost:
         self.log = logging.getLogger(f"container-network-{driver.name}")
         self.allocator = Allocator(db, domain, mtu, driver.name)
         self.configs: dict[str, NetworkConfiguration] = {}  # immutable once created
+        self.records = DriverRecords(db, driver.name)
+        self.owner_locks: dict[tuple[str, str], threading.Lock] = {}
+        self.owner_locks_guard = threading.Lock()
         self.pools: dict[str, AddressPool] = {}  # the driver's, per network (as immutable)
         driver.bind(self)
 
@@ -104,6 +113,7 @@ class PluginHost:
 
     def delete_network(self, name: str) -> None:
         owners = [a.owner for a in self.allocator.list(network=name)]
+        owners += [r.owner for r in self.allocator.reservations(name) if r.owner not in owners]
         if owners:
             raise Conflict(f"network {name} is in use by {', '.join(sorted(owners))}")
         self._forget_network(name)
@@ -128,6 +138,9 @@ class PluginHost:
             raise InvalidArgument(
                 f"unknown interface strategy {request.strategy!r} (valid: {valid})"
             )
+        if self.driver.allocates:
+            with self.owner_lock(request.network, request.owner):
+                return self.attach_allocating(request, config)
         attachment, created = self.allocator.allocate(request, config, self.pool(config))
         if not request.strategy:
             return attachment
@@ -141,14 +154,93 @@ class PluginHost:
         self.allocator.mark_ready(config.name, request.owner, host_ifname)
         return attachment
 
+    def owner_lock(self, network: str, owner: str) -> threading.Lock:
+        with self.owner_locks_guard:
+            return self.owner_locks.setdefault((network, owner), threading.Lock())
+
+    def attach_allocating(
+        self, request: AttachmentRequest, config: NetworkConfiguration
+    ) -> Attachment:
+        """Attach through a driver that allocates itself: its pending record committed
+        first, its reply and data committed before the reply (records.py)."""
+        if not request.strategy or not request.netns:
+            raise InvalidArgument(
+                f"plugin {self.plugin} attaches only into a sandbox (no allocation-only"
+                " attachments)"
+            )
+        existing = self.allocator.get(request.network, request.owner)
+        if existing is not None:  # an idempotent retry of a request that completed
+            if request.mac is not None and request.mac != existing.mac_address:
+                raise Conflict(
+                    f"{request.owner} is already attached to network {request.network}"
+                    f" with MAC {existing.mac_address}"
+                )
+            return existing
+        left = self.records.get(request.network, request.owner)
+        if left is not None:  # an earlier attempt that never completed
+            self.drop(left)
+        record = self.records.begin(request)  # committed before the driver acts
+        try:
+            attachment, data = self.driver.allocate(request, config)
+        except BaseException:
+            self.drop_quietly(record)
+            raise
+        try:
+            self.records.complete(attachment, data)
+        except BaseException:
+            self.drop_quietly(replace(record, data=data))
+            raise
+        return attachment
+
+    def drop_quietly(self, record: DriverRecord) -> None:
+        """drop, for a failed attach: its own error is the one the caller sees (a record
+        it leaves `releasing` is undone again at the next start)."""
+        try:
+            self.drop(record)
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning(f"{self.log.name}: undoing {record.owner} on {record.network}: {exc}")
+
+    def drop(self, record: DriverRecord) -> None:
+        """Undo a driver-allocated attachment: forgotten, then undone, then its record gone
+        (a crash in between leaves a `releasing` record, undone again at start)."""
+        self.records.mark_releasing(record.network, record.owner)
+        self.driver.deallocate(record)
+        self.records.forget(record.network, record.owner)
+
     def detach(self, network: str, owner: str) -> Attachment:
+        if self.driver.allocates:
+            with self.owner_lock(network, owner):
+                attachment, record = self.records.release(network, owner)  # committed first
+                self.driver.deallocate(record)
+                self.records.forget(network, owner)
+                return attachment
         host_ifname = self.allocator.host_ifname(network, owner)
         attachment = self.allocator.release(network, owner)  # committed before the kernel work
         self.driver.unrealise(attachment, host_ifname)
         return attachment
 
+    def make_primary(self, network: str, owner: str) -> Attachment:
+        """Move the owner's default route to this attachment (its primary network went)."""
+        attachment = self.allocator.get(network, owner)
+        if attachment is None:
+            raise NotFound(f"{owner} is not attached to network {network}")
+        self.driver.make_primary(attachment, self.network_config(network))
+        return attachment
+
+    def reserve(self, network: str, owner: str, body: dict[str, Any]) -> Reservation:
+        wanted = Reservation.from_json({**body, "network": network, "owner": owner})
+        return self.allocator.reserve(self.network_config(network), wanted)
+
     def reconcile(self) -> None:
+        if self.driver.allocates:  # what an earlier helper began or ended but never finished
+            for record in self.records.list():
+                if record.state != "ready":
+                    self.drop_quietly(record)
         self.driver.reconcile()
+
+    def check(self, network: str) -> list[str]:
+        config = self.network_config(network)
+        return self.driver.check(config, self.allocator.list(network=network))
 
     def status(self) -> dict[str, Any]:
         return {
@@ -158,6 +250,9 @@ class PluginHost:
             "pid": os.getpid(),
             "strategies": list(self.driver.strategies),
             "networks": [c.name for c in self.all_networks()],
+            "options": {
+                k: v if isinstance(v, str) else list(v) for k, v in self.driver.options.items()
+            },
         }
 
 
@@ -184,6 +279,11 @@ def build_router(host: PluginHost) -> Router:
         body["network"] = req.params["name"]
         return 200, host.attach(AttachmentRequest.from_json(body)).to_json()
 
+    @router.route("POST", "/networks/{name}/check")
+    def check(req: Request) -> tuple[int, Any]:
+        name = req.params["name"]
+        return 200, CheckReply(name, tuple(host.check(name))).to_json()
+
     @router.route("GET", "/networks/{name}/attachments")
     def list_attachments(req: Request) -> tuple[int, Any]:
         return 200, [a.to_json() for a in host.allocator.list(network=req.params["name"])]
@@ -198,6 +298,23 @@ def build_router(host: PluginHost) -> Router:
     @router.route("DELETE", "/networks/{name}/attachments/{owner}")
     def detach(req: Request) -> tuple[int, Any]:
         return 200, host.detach(req.params["name"], req.params["owner"]).to_json()
+
+    @router.route("POST", "/networks/{name}/attachments/{owner}/primary")
+    def make_primary(req: Request) -> tuple[int, Any]:
+        return 200, host.make_primary(req.params["name"], req.params["owner"]).to_json()
+
+    @router.route("GET", "/networks/{name}/reservations")
+    def list_reservations(req: Request) -> tuple[int, Any]:
+        return 200, [r.to_json() for r in host.allocator.reservations(req.params["name"])]
+
+    @router.route("PUT", "/networks/{name}/reservations/{owner}")
+    def reserve(req: Request) -> tuple[int, Any]:
+        return 200, host.reserve(req.params["name"], req.params["owner"], _body(req)).to_json()
+
+    @router.route("DELETE", "/networks/{name}/reservations/{owner}")
+    def unreserve(req: Request) -> tuple[int, Any]:
+        host.allocator.unreserve(req.params["name"], req.params["owner"])
+        return 200, {}
 
     @router.route("PUT", "/portforwards/{owner}")
     def publish(req: Request) -> tuple[int, Any]:

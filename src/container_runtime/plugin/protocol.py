@@ -165,6 +165,26 @@ class NetworkReply:
 
 
 @dataclass(frozen=True)
+class CheckReply:
+    """POST /networks/{name}/check: one line per way the kernel differs from the
+    network's attachments (empty: healthy)."""
+
+    network: str
+    problems: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"network": self.network, "problems": list(self.problems)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CheckReply:
+        what = "POST /networks/{name}/check reply"
+        problems = _field(data, "problems", list, what)
+        if not all(isinstance(p, str) and "\n" not in p for p in problems):
+            raise ProtocolError(f"{what}: problems must be one-line strings")
+        return cls(_field(data, "network", str, what), tuple(problems))
+
+
+@dataclass(frozen=True)
 class PortForward:
     """One published port range: `count` consecutive ports from host_port/container_port
     (container_ip is the owner's IPv4 address; host_ip None = every host address)."""

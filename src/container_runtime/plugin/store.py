@@ -60,9 +60,36 @@ CREATE UNIQUE INDEX IF NOT EXISTS attachments_ipv6 ON attachments(network, ipv6)
     WHERE ipv6 IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS attachments_host_ifname ON attachments(host_ifname)
     WHERE host_ifname IS NOT NULL;
+-- Static addresses held for an owner (a container's ip=/ip6=) while it exists, even
+-- stopped: the allocator hands them to no one else (statics.py).
+CREATE TABLE IF NOT EXISTS reservations (
+    network TEXT NOT NULL REFERENCES networks(name) ON DELETE RESTRICT,
+    owner TEXT NOT NULL,             -- container id
+    address INTEGER NOT NULL,        -- IPv4 as integer
+    ipv6 TEXT,                       -- IPv6 address text (no prefix), or NULL
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner),
+    UNIQUE (network, address)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS reservations_ipv6 ON reservations(network, ipv6)
+    WHERE ipv6 IS NOT NULL;
 CREATE TABLE IF NOT EXISTS alloc_cursor (
     network TEXT PRIMARY KEY,
     next_offset INTEGER NOT NULL
+);
+-- Attachments whose driver allocates itself (Driver.allocates, e.g. the cni plugin): the
+-- host's intent record, committed before the driver acts (state pending -> ready ->
+-- releasing), with the driver's own data (the CNI ADD result) once it has acted.
+CREATE TABLE IF NOT EXISTS driver_attachments (
+    network TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    netns TEXT,
+    interface TEXT NOT NULL,
+    state TEXT NOT NULL,             -- pending | ready | releasing
+    data TEXT,                       -- the driver's JSON (NULL until it acted)
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (network, owner)
 )
 """
 

@@ -47,7 +47,7 @@ from typing import Any
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..syscalls import mount, umount_detach
 from .images import ImageInfo, ImageStore
-from .spec import BindMount, runtime_spec
+from .spec import BindMount, UtsNames, runtime_spec
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
@@ -338,12 +338,18 @@ class OciRuntime:
         resolv_conf: str,
         volumes: Sequence[BindMount] = (),
         init: bool = False,
+        uts: UtsNames | None = None,
     ) -> Path:
-        """Write the bundle and mount its rootfs (overlay on the cached image rootfs)."""
+        """Write the bundle and mount its rootfs (overlay on the cached image rootfs).
+
+        The UTS hostname is the first label of `hostname`, unless `uts` gives it whole
+        (`--hostname`), with a domain name and no network namespace (`--network host`)."""
         f = self._files(container_id)
-        short = hostname.rstrip(".").split(".")[0]
-        if not HOSTNAME_RE.match(short):
-            raise InvalidArgument(f"invalid hostname {hostname!r}")
+        short = uts.hostname if uts and uts.hostname else hostname.rstrip(".").split(".")[0]
+        names = short + "." + (uts.domainname or "") if uts else short
+        for label in names.strip(".").split("."):
+            if not HOSTNAME_RE.match(label):
+                raise InvalidArgument(f"invalid hostname {hostname!r}")
         if netns_path is not None and (not netns_path.startswith("/") or "\x00" in netns_path):
             raise InvalidArgument(f"invalid network namespace path {netns_path!r}")
         if f.bundle.exists():
@@ -359,7 +365,7 @@ class OciRuntime:
             (f.etc / "hostname").write_text(short + "\n")
             _mount_overlay(lower, f.upper, f.work, f.rootfs)
             spec = runtime_spec(
-                container_id, f.rootfs, f.etc, process, short, netns_path, volumes, init
+                container_id, f.rootfs, f.etc, process, short, netns_path, volumes, init, uts
             )
             tmp = f.bundle / ".config.json.tmp"
             tmp.write_text(json.dumps(spec, indent=1))
@@ -369,6 +375,15 @@ class OciRuntime:
             shutil.rmtree(f.bundle, ignore_errors=True)
             raise
         return f.bundle
+
+    def etc_text(self, container_id: str, name: str) -> str:
+        """The text of a container's /etc/hosts, resolv.conf or hostname ("" if none)."""
+        if name not in ("hosts", "resolv.conf", "hostname"):
+            raise InvalidArgument(f"not a container /etc file: {name!r}")
+        try:
+            return (self._files(container_id).etc / name).read_text()
+        except FileNotFoundError:
+            return ""
 
     def update_etc(
         self, container_id: str, hosts: str | None = None, resolv_conf: str | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,31 @@ DEFAULT_CAPS = [
 # `--init`: Debian's static tini, bind-mounted read-only into the container as PID 1.
 INIT_BINARY = shutil.which("tini-static") or "/usr/bin/tini-static"
 INIT_PATH = "/run/container-init"
+
+
+# runc 1.1 ignores the spec's `domainname`: a createRuntime hook sets it in the new UTS
+# namespace (runc hands hooks the container's state, with its pid, on stdin).
+_DOMAINNAME_HOOK = (
+    "import ctypes,json,os,sys;pid=json.load(sys.stdin)['pid'];"
+    "libc=ctypes.CDLL(None,use_errno=True);fd=os.open(f'/proc/{pid}/ns/uts',os.O_RDONLY);"
+    "d=sys.argv[1].encode();"
+    "sys.exit(0 if libc.setns(fd,0x04000000)==0 and libc.setdomainname(d,len(d))==0 else 1)"
+)
+
+
+def _domainname_hook(domainname: str) -> dict[str, Any]:
+    python = os.path.realpath(sys.executable)
+    return {"path": python, "args": [python, "-I", "-S", "-c", _DOMAINNAME_HOOK, domainname]}
+
+
+@dataclass(frozen=True)
+class UtsNames:
+    """`--hostname` (whole, dots allowed), `--domainname`, and `--network host` (no
+    network namespace: the container uses the host's, giving up network isolation)."""
+
+    hostname: str | None = None
+    domainname: str | None = None
+    host_network: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +120,7 @@ def runtime_spec(
     netns_path: str | None,
     volumes: Sequence[BindMount] = (),
     init: bool = False,
+    uts: UtsNames | None = None,
 ) -> dict[str, Any]:
     env = list(process.env)
     args = list(process.args)
@@ -113,6 +140,13 @@ def runtime_spec(
     netns: dict[str, str] = {"type": "network"}
     if netns_path:
         netns["path"] = netns_path
+    namespaces = [{"type": "pid"}, netns, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    if uts is not None and uts.host_network:
+        namespaces.remove(netns)
+    names: dict[str, Any] = {"hostname": hostname}
+    if uts is not None and uts.domainname:
+        names["domainname"] = uts.domainname
+        names["hooks"] = {"createRuntime": [_domainname_hook(uts.domainname)]}
     nosd = ["nosuid", "noexec", "nodev"]
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     nofile = 1048576 if hard == resource.RLIM_INFINITY else min(hard, 1048576)
@@ -129,7 +163,7 @@ def runtime_spec(
             "noNewPrivileges": False,
         },
         "root": {"path": str(rootfs), "readonly": False},
-        "hostname": hostname,
+        **names,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {
@@ -189,13 +223,7 @@ def runtime_spec(
         "linux": {
             "cgroupsPath": f"{CGROUP_PARENT}/{container_id}",
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [
-                {"type": "pid"},
-                netns,
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "mount"},
-            ],
+            "namespaces": namespaces,
             "maskedPaths": [
                 "/proc/acpi",
                 "/proc/asound",

@@ -355,6 +355,27 @@ class LinuxDataPlane:
         finally:
             os.close(fd)
 
+    def ensure_default_route(self, attachment: Attachment, netns: str) -> None:
+        """Route the namespace's default traffic via this attachment's gateway(s),
+        replacing the routes via another interface (its primary network was removed)."""
+        fd = nsutil.open_netns(netns, self.netns_dir)
+        try:
+            with nsutil.entered(fd, self._home_fd):
+                ns = rtnl.Rtnl()
+            with ns:
+                index = rtnl.ifindex_of(ns.batch([rtnl.get_link(attachment.interface)])[0])
+                msgs = [rtnl.new_default_route(index, attachment.gateway, replace=True)]
+                if attachment.ipv6_address is not None:
+                    gw6 = attachment.ipv6_address.network.network_address + 1
+                    msgs.append(rtnl.new_default_route(index, gw6, replace=True))
+                ns.batch(msgs)
+        except rtnl.RtnlError as exc:
+            raise ContainerError(
+                f"cannot route via {attachment.interface} in {netns}: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(fd)
+
     def ensure_port(self, host_ifname: str, bridge: str, isolated: bool) -> bool:
         """Put an existing host end back on its bridge (after the bridge was re-created).
 

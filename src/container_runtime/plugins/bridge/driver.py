@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ...errors import ContainerError
+from ...errors import ContainerError, InvalidArgument
 from ...models import RUNTIME_OPTIONS, Attachment, AttachmentRequest, NetworkConfiguration
 from ...plugin.driver import Driver
 from ...plugin.host import PluginHost
@@ -138,6 +138,25 @@ class BridgeDriver(Driver):
         if port is not None and spoofcheck(self.host.network_config(attachment.network)):
             with self.firewall_lock:
                 self.dataplane.unguard_port(port)
+
+    def check(self, config: NetworkConfiguration, attachments: list[Attachment]) -> list[str]:
+        from .check import check_network
+
+        host_ifnames = {
+            row["owner"]: row["host_ifname"]
+            for row in self.allocator.rows()
+            if row["network"] == config.name
+        }
+        with self.firewall_lock:
+            return check_network(self.dataplane, config, attachments, host_ifnames)
+
+    def make_primary(self, attachment: Attachment, config: NetworkConfiguration) -> None:
+        if attachment.strategy != "veth" or not attachment.netns:
+            raise InvalidArgument(
+                f"the attachment of {attachment.owner} to network {attachment.network} has no"
+                " namespace of ours to route in"
+            )
+        self.dataplane.ensure_default_route(attachment, attachment.netns)
 
     # -- published ports ------------------------------------------------------------------
 
