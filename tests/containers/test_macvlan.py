@@ -135,6 +135,10 @@ def test_containers_are_on_the_lan(system: System, lan: Lan, network: str) -> No
     assert inst.cli("exec", "m1", "cat", "/etc/resolv.conf").stdout.startswith(
         f"nameserver {SHIM}\n"
     )
+    # The host's names point at the host: its shim, not the LAN's router.
+    assert f"{SHIM}\thost.container.internal" in inst.cli("exec", "m1", "cat", "/etc/hosts").stdout
+    answer = probes.dns_query(inst.netns, SHIM, "host.container.internal.")
+    assert answer == ("NOERROR", [SHIM]), answer
     # The containers reach the LAN's router and each other by name.
     assert inst.cli("exec", "m1", "ping", "-c1", "-W2", ROUTER, check=False).returncode == 0
     result = inst.cli("exec", "m1", "ping", "-c1", "-W2", "m2", check=False)
