@@ -20,9 +20,11 @@ import ipaddress
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from support import probes
@@ -133,6 +135,10 @@ def test_containers_are_on_the_lan(system: System, lan: Lan, network: str) -> No
     assert inst.cli("exec", "m1", "cat", "/etc/resolv.conf").stdout.startswith(
         f"nameserver {SHIM}\n"
     )
+    # The host's names point at the host: its shim, not the LAN's router.
+    assert f"{SHIM}\thost.container.internal" in inst.cli("exec", "m1", "cat", "/etc/hosts").stdout
+    answer = probes.dns_query(inst.netns, SHIM, "host.container.internal.")
+    assert answer == ("NOERROR", [SHIM]), answer
     # The containers reach the LAN's router and each other by name.
     assert inst.cli("exec", "m1", "ping", "-c1", "-W2", ROUTER, check=False).returncode == 0
     result = inst.cli("exec", "m1", "ping", "-c1", "-W2", "m2", check=False)
@@ -263,6 +269,59 @@ def test_sigkill_of_the_helper_leaks_nothing(system: System, lan: Lan, network: 
         inst.cli("rm", "-f", "m3", check=False)
 
 
+def _plugin_db(inst: Instance) -> Path:
+    """Where the macvlan helper keeps its attachments."""
+    return inst.root / "plugins" / "macvlan" / "state.db"
+
+
+def test_a_helper_killed_mid_attach_or_mid_release_leaks_no_link(
+    system: System, lan: Lan, network: str
+) -> None:
+    """The two windows a SIGKILL can hit: after an allocation was committed but before the
+    attach finished (state `allocated`, the link already in the namespace), and after a
+    release was committed but before the background deletion (`macvlan_deleting`). The
+    states are made by editing the helper's database while it is stopped, then it is
+    killed: the restarted helper deletes both links and releases the half-made one."""
+    inst = system.inst
+    pool = NetnsPool()
+    pid = None
+    try:
+        half, released = pool.create("half"), pool.create("rel")
+        for owner, ns in (("half", half), ("rel", released)):
+            inst.cli("network", "attach", network, "--name", owner, "--netns", f"/run/netns/{ns}")
+            assert "eth0" in probes.link_names(ns)
+        pid = inst.pid("network-macvlan")
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(_plugin_db(inst), timeout=10)
+        try:
+            with conn:
+                conn.execute("UPDATE attachments SET state = 'allocated' WHERE owner = 'half'")
+                row = conn.execute(
+                    "SELECT netns, interface FROM attachments WHERE owner = 'rel'"
+                ).fetchone()
+                conn.execute("DELETE FROM attachments WHERE owner = 'rel'")
+                conn.execute(
+                    "INSERT INTO macvlan_deleting(netns, interface, alias) VALUES (?, ?, ?)",
+                    (row[0], row[1], f"container-runtime:macvlan:macvlan:{network}:rel:eth0"),
+                )
+        finally:
+            conn.close()
+        os.kill(pid, signal.SIGKILL)
+        inst.wait_pid_change("network-macvlan", pid)
+        pid = None
+        owners = lambda: {a["owner"] for a in attachments(inst, network)}  # noqa: E731
+        assert _wait(lambda: not {"half", "rel"} & owners()), owners()
+        assert "eth0" not in probes.link_names(half), "the half-made link was deleted"
+        assert "eth0" not in probes.link_names(released), "the released link was deleted"
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        for owner in ("half", "rel"):
+            inst.cli("network", "detach", network, "--name", owner, check=False)
+        pool.cleanup()
+
+
 def test_check_reports_what_is_wrong(system: System, lan: Lan, network: str) -> None:
     """`container network check` against the live kernel state of a macvlan network."""
     inst, ref = system.inst, system.image
@@ -299,3 +358,26 @@ def test_published_ports_are_refused_and_nothing_is_held(system: System, network
         assert attachments(inst, network) == before
     finally:
         inst.cli("rm", "-f", "mp", check=False)
+
+
+def test_a_parent_down_at_restart_does_not_stop_the_system(system: System, lan: Lan) -> None:
+    """Runs last: restarts the system. A macvlan network whose parent is down when the
+    system starts does not stop the start (its helper logs it); everything else starts."""
+    inst = system.inst
+    inst.sh("ip", "link", "add", "lan9", "type", "veth", "peer", "name", "lan9p")
+    try:
+        inst.sh("ip", "link", "set", "lan9", "up")
+        inst.cli(
+            "network", "create", "lan9net", "--plugin", "macvlan", "--option", "parent=lan9",
+            "--subnet", "10.81.0.0/24",
+        )  # fmt: skip
+        inst.cli("system", "stop")
+        inst.sh("ip", "link", "set", "lan9", "down")
+        inst.cli("system", "start")
+        assert "lan9net" in inst.cli("network", "ls", "-q").stdout.split()
+        assert inst.cli("network", "inspect", "default").returncode == 0
+        inst.sh("ip", "link", "set", "lan9", "up")
+        inst.cli("network", "rm", "lan9net")
+    finally:
+        inst.cli("network", "rm", "lan9net", check=False)
+        inst.sh("ip", "link", "del", "lan9", check=False)

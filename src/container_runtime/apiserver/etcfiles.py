@@ -48,8 +48,11 @@ def hosts_file(
     domainname: str | None = None,
     extra_hosts: Sequence[Sequence[str]] = (),
     gateway6: str | None = None,
+    host_address: str | None = None,
 ) -> str:
-    """`gateway6`: the primary network's IPv6 gateway, a second line for the host names."""
+    """`gateway6`: the primary network's IPv6 gateway, a second line for the host names;
+    `host_address`: where the host is on the primary network when that is not its gateway
+    (macvlan: the host shim, the gateway being the LAN's router)."""
     short = short_hostname(name)
     lines = ["127.0.0.1\tlocalhost"]
     for i, att in enumerate(atts):
@@ -59,7 +62,7 @@ def hosts_file(
             own = (f"{hostname}.{domainname}" if domainname else None, fqdn, hostname, name)
         names = " ".join(dict.fromkeys(n for n in own if n))
         lines.append(f"{att['address'].split('/')[0]}\t{names}")
-    gateway = str(atts[0]["gateway"]) if atts else None
+    gateway = host_address or (str(atts[0]["gateway"]) if atts else None)
     lines += _extra_lines(extra_hosts, gateway)
     for address in (gateway, gateway6) if gateway else ():
         if address:

@@ -180,9 +180,11 @@ def etc_files(
             return hosts, ""
     servers = None
     gateway6 = None
+    host_address = None
     if atts:
         primary = svc.networks.get(cfg["networks"][0]["network"]).configuration
         gateway6 = str(primary.ipv6_gateway) if primary.ipv6_gateway else None
+        host_address = svc.networks.dns_address(primary.name)  # the host, for its names
         embedded = None
         if primary.options.get("dns") != "false":  # where its plugin says it serves it
             embedded = svc.networks.dns_address(primary.name)
@@ -193,7 +195,13 @@ def etc_files(
                 svc.config.dns_upstreams, HOST_RESOLV_CONF
             )
     hosts = hosts_file(
-        name, atts, cfg.get("hostname"), cfg.get("domainname"), extra, gateway6=gateway6
+        name,
+        atts,
+        cfg.get("hostname"),
+        cfg.get("domainname"),
+        extra,
+        gateway6=gateway6,
+        host_address=host_address,
     )
     return hosts, resolv_conf(dns, atts, servers)
 

@@ -139,10 +139,12 @@ class AnswerTable:
         return entry
 
     def _gateways(self) -> tuple[IPv4 | None, IPv6 | None] | None:
-        """The listener network's gateways: where host.container.internal points (the
-        network a container asks through is its primary one, its resolv.conf's server)."""
+        """The listener network's host addresses: where host.container.internal points (the
+        network a container asks through is its primary one, its resolv.conf's server):
+        where the DNS listens for it (its gateway on a bridge; macvlan's host shim, as
+        its gateway is the LAN's router)."""
         info = self._snapshot.networks.get(self._listener) if self._listener else None
-        return None if info is None else (info.gateway4, info.gateway6)
+        return None if info is None else (info.listen4 or info.gateway4, info.gateway6)
 
     def _host_entry(self, qtype: int) -> Entry | None:
         gateways = self._gateways()

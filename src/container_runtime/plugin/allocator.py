@@ -48,10 +48,6 @@ def generate_mac() -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
-# The attachments of this plugin's networks.
-_OURS = "network IN (SELECT name FROM networks WHERE json_extract(config, '$.plugin') = ?)"
-
-
 @dataclass(frozen=True)
 class AddressPool:
     """The IPv4 addresses a network may hand out: inside `ranges` (all of the subnet when
@@ -375,17 +371,13 @@ class Allocator:
         return None if row is None else _row_to_attachment(row)
 
     def rows(self) -> list[sqlite3.Row]:
-        """This plugin's attachments (the table is shared by the plugins of one state
-        database: each reconciles only its own networks')."""
         with self.db.read() as conn:
-            return conn.execute(
-                f"SELECT * FROM attachments WHERE {_OURS}", (self.plugin,)
-            ).fetchall()
+            return conn.execute("SELECT * FROM attachments").fetchall()
 
     def list(self, network: str | None = None, owner: str | None = None) -> list[Attachment]:
         sql = "SELECT * FROM attachments"
-        clauses: list[str] = [_OURS]
-        args: list[str] = [self.plugin]
+        clauses: list[str] = []
+        args: list[str] = []
         if network is not None:
             clauses.append("network = ?")
             args.append(network)

@@ -45,6 +45,7 @@ class MacvlanDriver(Driver):
         "aux": "ip[]",
         **RUNTIME_OPTIONS,
     }
+    schema: ClassVar[str] = PENDING_SCHEMA  # in the plugin's own database (plugin/store.py)
 
     def bind(self, host: PluginHost) -> None:
         from .dataplane import MacvlanDataPlane  # kernel libraries: helper only
@@ -52,8 +53,6 @@ class MacvlanDriver(Driver):
         super().bind(host)
         self.db = host.db
         self.allocator = host.allocator
-        with self.db.write() as conn:  # this plugin's own: links being deleted
-            conn.execute(PENDING_SCHEMA)
         self.dataplane = MacvlanDataPlane(host.paths.netns_dir, plugin=PLUGIN)
         self.parents: dict[str, int] = {}  # network -> parent ifindex (refreshed on error)
         self.shims: dict[str, int] = {}  # network -> shim ifindex (refreshed on error)
