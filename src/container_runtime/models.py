@@ -33,6 +33,9 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$"
 RESERVED_NETWORK_NAMES = frozenset({"none", "host"})
 DEFAULT_NETWORK = "default"
 DEFAULT_PLUGIN = "bridge"
+# The bridge plugin's networks also show their link as status `bridge`: what users and
+# scripts read before the neutral `link` (cf. Docker's com.docker.network.bridge.name).
+BRIDGE_PLUGIN = "bridge"
 MIN_MTU = 1280
 MAX_MTU = 65535
 IPV4_PREFIX_RANGE = (8, 29)
@@ -133,7 +136,7 @@ def parse_ipv4_subnet(text: str) -> ipaddress.IPv4Network:
     return net
 
 
-# Ranges a network can never use: the kernel treats them specially, so a bridge there
+# Ranges a network can never use: the kernel treats them specially, so a network there
 # breaks routing (loopback, multicast) or collides with what every host already has.
 _UNUSABLE_V4 = (
     (ipaddress.IPv4Network("0.0.0.0/8"), "unspecified ('this network')"),
@@ -284,16 +287,19 @@ class NetworkConfiguration:
 @dataclass(frozen=True)
 class NetworkStatus:
     state: str  # "created" | "running" | "failed"
-    bridge: str | None = None
+    link: str | None = None  # the plugin's kernel link (its reply `link`), whatever its kind
 
     def to_json(self, config: NetworkConfiguration) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "state": self.state,
             "ipv4Subnet": str(config.ipv4_subnet),
             "ipv4Gateway": str(config.ipv4_gateway),
             "ipv6Subnet": str(config.ipv6_subnet) if config.ipv6_subnet else None,
-            "bridge": self.bridge,
+            "link": self.link,
         }
+        if config.plugin == BRIDGE_PLUGIN:
+            out["bridge"] = self.link
+        return out
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,15 @@ BUSY_TIMEOUT = 5.0
 # SQLite's WAL write lock: one byte of the -shm file (WALINDEX_LOCK_OFFSET 120 + 0).
 _WAL_WRITE_LOCK_BYTE = 120
 
-SCHEMA_VERSION = 3  # 2: endpoints (the DNS change log follows it); 3: no plugin tables
+SCHEMA_VERSION = 4  # 2: endpoints (the DNS change log follows it); 3: no plugin tables;
+# 4: networks.link (was `bridge`: the plugin's kernel link, whatever its kind)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
     name TEXT PRIMARY KEY,
     config TEXT NOT NULL,            -- NetworkConfiguration JSON
     state TEXT NOT NULL,             -- created | running | failed
-    bridge TEXT,
+    link TEXT,                       -- the plugin's reply `link` (its kernel link), or NULL
     created_at TEXT NOT NULL,
     dns_address TEXT                 -- the plugin's dnsAddress ('': none, NULL: the gateway)
 );
@@ -283,22 +284,30 @@ def apply_schema(path: Path, schema: str, version: int, extra: Iterable[str] = (
         conn.close()
 
 
-def _add_dns_address_column(path: Path) -> None:
-    """A database from before plugins said where their DNS listens lacks networks.dns_address
-    (the triggers below refer to it, so it is added before they are made)."""
+def _migrate_networks(path: Path) -> None:
+    """Bring an older database's networks table up to date, in one transaction: one from
+    before plugins said where their DNS listens lacks `dns_address` (the triggers below
+    refer to it, so it is added before they are made); one from before schema 4 calls the
+    plugin's link `bridge` (renamed in place: the rows keep their values)."""
     conn = connect(path)
     try:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(networks)")}
+        steps = []
         if columns and "dns_address" not in columns:
+            steps.append("ALTER TABLE networks ADD COLUMN dns_address TEXT")
+        if "bridge" in columns and "link" not in columns:
+            steps.append("ALTER TABLE networks RENAME COLUMN bridge TO link")
+        if steps:
             with transaction(conn):
-                conn.execute("ALTER TABLE networks ADD COLUMN dns_address TEXT")
+                for step in steps:
+                    conn.execute(step)
     finally:
         conn.close()
 
 
 def initialise(path: Path) -> None:
     """The API server's database (the DNS server's triggers with it)."""
-    _add_dns_address_column(path)
+    _migrate_networks(path)
     drops = [f"DROP TRIGGER IF EXISTS {old}" for old in _OLD_TRIGGERS]
     apply_schema(path, SCHEMA, SCHEMA_VERSION, [*drops, *TRIGGERS])
 

@@ -40,6 +40,9 @@ def test_example_plugin_end_to_end(stopped_instance: Instance) -> None:
     inst.env["CONTAINER_PLUGIN_PATH"] = str(EXAMPLE)
     inst.start()
     inst.cli("network", "create", "ex", "--plugin", "example", "--subnet", "10.74.0.0/24")
+    status = inst.cli("network", "inspect", "ex").json()["status"]
+    assert status["state"] == "running" and status["link"] is None  # it makes no link ...
+    assert "bridge" not in status  # ... and the bridge plugin's key is not invented for it
     first = inst.cli("network", "attach", "ex", "--name", "alpha").json()
     assert first["address"] == "10.74.0.2/24" and first["gateway"] == "10.74.0.1"
     again = inst.cli("network", "attach", "ex", "--name", "alpha").json()

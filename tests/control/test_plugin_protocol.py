@@ -233,13 +233,27 @@ def test_network_reply_dns_address() -> None:
     from container_runtime.plugin.protocol import NetworkReply
 
     gateway = ipaddress.IPv4Address("10.1.0.1")
-    shim = NetworkReply.from_json({"bridge": "cm1", "dnsAddress": "10.1.0.254"})
+    shim = NetworkReply.from_json({"link": "cm1", "dnsAddress": "10.1.0.254"})
     assert shim.dns_for(gateway) == ipaddress.IPv4Address("10.1.0.254")
-    assert shim.to_json() == {"bridge": "cm1", "dnsAddress": "10.1.0.254"}
-    assert NetworkReply.from_json({"bridge": None, "dnsAddress": None}).dns_for(gateway) is None
-    old = NetworkReply.from_json({"bridge": "ctr-x"})
+    assert shim.to_json() == {"link": "cm1", "dnsAddress": "10.1.0.254"}
+    assert NetworkReply.from_json({"link": None, "dnsAddress": None}).dns_for(gateway) is None
+    old = NetworkReply.from_json({"link": "ctr-x"})
     assert old.dns_for(gateway) == gateway and "dnsAddress" not in old.to_json()
-    for bad in ({"dnsAddress": "nope"}, {"dnsAddress": 5}, {"bridge": 3}, []):
+    for bad in ({"dnsAddress": "nope"}, {"dnsAddress": 5}, {"link": 3}, {"bridge": 3}, []):
         with pytest.raises(ContainerError):
             NetworkReply.from_json(bad)
     jsonschema.validate(shim.to_json(), schema()["$defs"]["NetworkReply"])
+
+
+def test_network_reply_from_an_older_helper() -> None:
+    """A helper from before the neutral `link` field (an out-of-tree plugin) replies
+    `bridge`: read as the link; `link` wins when both are sent; nothing else is read."""
+    from container_runtime.plugin.protocol import NetworkReply
+
+    older = {"bridge": "br-x", "dnsAddress": None}
+    jsonschema.validate(older, schema()["$defs"]["NetworkReply"])
+    assert NetworkReply.from_json(older).link == "br-x"
+    assert NetworkReply.from_json(older).to_json() == {"link": "br-x", "dnsAddress": None}
+    assert NetworkReply.from_json({"link": "ln0", "bridge": "br-x"}).link == "ln0"
+    assert NetworkReply.from_json({"link": None, "bridge": "br-x"}).link is None
+    assert NetworkReply.from_json({}).link is None

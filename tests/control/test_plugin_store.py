@@ -14,6 +14,7 @@ from pathlib import Path
 from support.instance import Instance, attachments
 
 from container_runtime.client import UnixClient
+from container_runtime.dataplane import names
 from container_runtime.models import NetworkConfiguration
 from container_runtime.plugin.store import migrate_legacy, open_store
 from container_runtime.plugins.bridge import ports
@@ -44,6 +45,7 @@ def old_shared_file(path: Path, networks: dict[str, tuple[str, str]]) -> None:
     initialise(path)
     db = sqlite3.connect(path)
     with db:
+        db.execute("ALTER TABLE networks RENAME COLUMN link TO bridge")  # its name then
         db.executescript(OLD_TABLES)
         for name, (subnet, plugin) in networks.items():
             net = ipaddress.IPv4Network(subnet)
@@ -52,8 +54,8 @@ def old_shared_file(path: Path, networks: dict[str, tuple[str, str]]) -> None:
             )
             db.execute(
                 "INSERT INTO networks(name, config, state, bridge, created_at)"
-                " VALUES (?, ?, 'running', NULL, '')",
-                (name, json.dumps(config.to_json())),
+                " VALUES (?, ?, 'running', ?, '')",
+                (name, json.dumps(config.to_json()), names.bridge_name(name)),
             )
             db.execute(
                 "INSERT INTO attachments VALUES (?, ?, ?, ?, 24, ?, ?, 1500, 'eth0', NULL, NULL,"
@@ -130,6 +132,9 @@ def test_a_helper_start_moves_old_state_and_keeps_every_address(instance: Instan
     old_shared_file(inst.root / "state.db", {"legacy": ("10.61.0.0/24", "bridge")})
     inst.start()
     assert not tables(inst.root / "state.db") & {"attachments", "alloc_cursor", "port_forwards"}
+    # its networks.bridge column is now `link` and keeps what the helper replied then
+    status = inst.cli("network", "inspect", "legacy").json()["status"]
+    assert status["link"] == status["bridge"] == names.bridge_name("legacy")
     assert {"attachments", "port_forwards"} <= tables(inst.root / "plugins" / "bridge" / "state.db")
     held = [a for a in attachments(inst, "legacy")]
     assert [(a["owner"], a["address"]) for a in held] == [("old-legacy", "10.61.0.5/24")]

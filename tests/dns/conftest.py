@@ -174,7 +174,7 @@ class Lab:
         try:
             with state.transaction(conn):
                 conn.execute(
-                    "INSERT INTO networks(name, config, state, bridge, created_at) "
+                    "INSERT INTO networks(name, config, state, link, created_at) "
                     "VALUES (?, ?, 'running', NULL, ?)",
                     (name, json.dumps(cfg.to_json()), now()),
                 )

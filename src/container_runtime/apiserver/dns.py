@@ -6,13 +6,14 @@ config domain) and forwards the other names under DOMAIN upstream.
 
 How the host is pointed at the server (checked in this order):
 
-- `resolved`: systemd-resolved is running (`resolvectl status` succeeds).  The bridge
-  of the `default` network gets a route-only domain `~DOMAIN` per host domain and the
-  DNS server `GATEWAY` (port 53, where container-dns listens on every gateway; older
-  resolved versions cannot use another port, so 127.0.0.1:2053 is not used), and
-  `default-route no`, so only those domains go there.  The whole list is set on each
-  change; deleting the last domain reverts the link.  The settings live on the link,
-  so they are re-applied when the API server starts (the bridge may be new).
+- `resolved`: systemd-resolved is running (`resolvectl status` succeeds).  The link
+  of the `default` network (its plugin's reply `link`: the bridge) gets a route-only
+  domain `~DOMAIN` per host domain and the DNS server `GATEWAY` (port 53, where
+  container-dns listens on every gateway; older resolved versions cannot use another
+  port, so 127.0.0.1:2053 is not used), and `default-route no`, so only those domains
+  go there.  The whole list is set on each change; deleting the last domain reverts the
+  link.  The settings live on the link, so they are re-applied when the API server
+  starts (the link may be new).
 - `resolv.conf`: the first `nameserver` of /etc/resolv.conf is one of our gateway
   addresses (the administrator made the container DNS server the host's resolver; it
   forwards everything else).  Nothing to configure: the server answers for DOMAIN.
@@ -125,15 +126,15 @@ class HostDnsService:
         return [HostDomain(*tuple(r)) for r in rows]
 
     def _gateways(self) -> dict[str, tuple[str, str | None]]:
-        """network name -> (IPv4 gateway, bridge)."""
+        """network name -> (IPv4 gateway, its link)."""
         out: dict[str, tuple[str, str | None]] = {}
         with self.db.read() as conn:
-            for row in conn.execute("SELECT name, config, bridge FROM networks"):
+            for row in conn.execute("SELECT name, config, link FROM networks"):
                 try:
                     gateway = str(json.loads(row["config"])["ipv4Gateway"])
                 except (ValueError, KeyError, TypeError):
                     continue
-                out[str(row["name"])] = (gateway, row["bridge"])
+                out[str(row["name"])] = (gateway, row["link"])
         return out
 
     # -- choosing the mechanism -------------------------------------------------------------
@@ -145,12 +146,12 @@ class HostDnsService:
         if resolved_running():
             if default is None or not default[1]:
                 raise Unavailable(
-                    f"network {DEFAULT_NETWORK} has no bridge yet; cannot point "
+                    f"network {DEFAULT_NETWORK} has no link yet; cannot point "
                     "systemd-resolved at the container DNS server"
                 )
             return RESOLVED, default[1], default[0]
         first = _first_nameserver(_resolv_conf())
-        ours = {gw for gw, _bridge in gateways.values()}
+        ours = {gw for gw, _link in gateways.values()}
         if first is not None and _same_address(first, ours):
             return RESOLV_CONF, None, first
         hint = default[0] if default else "the default network's gateway"

@@ -72,7 +72,7 @@ class NetworkService:
 
     def _row_to_network(self, row: sqlite3.Row, users: int) -> Network:
         config = NetworkConfiguration.from_json(json.loads(row["config"]))
-        return Network(config, NetworkStatus(row["state"], row["bridge"]), users)
+        return Network(config, NetworkStatus(row["state"], row["link"]), users)
 
     def _users(self, conn: sqlite3.Connection, name: str) -> list[str]:
         """Names of the containers and bare attachments that refer to a network."""
@@ -131,7 +131,7 @@ class NetworkService:
         )
         with self.db.write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO networks(name, config, state, bridge, created_at)"
+                "INSERT OR IGNORE INTO networks(name, config, state, link, created_at)"
                 " VALUES (?, ?, 'created', NULL, ?)",
                 (config.name, json.dumps(config.to_json()), config.creation_date),
             )
@@ -192,8 +192,8 @@ class NetworkService:
         dns = reply.dns_for(config.ipv4_gateway)
         with self.db.write() as conn:
             conn.execute(
-                "UPDATE networks SET state = 'running', bridge = ?, dns_address = ? WHERE name = ?",
-                (reply.bridge, "" if dns is None else str(dns), config.name),
+                "UPDATE networks SET state = 'running', link = ?, dns_address = ? WHERE name = ?",
+                (reply.link, "" if dns is None else str(dns), config.name),
             )
 
     def dns_address(self, name: str) -> str | None:
@@ -264,7 +264,7 @@ class NetworkService:
             )
             with self.db.write() as conn:
                 conn.execute(
-                    "INSERT INTO networks(name, config, state, bridge, created_at)"
+                    "INSERT INTO networks(name, config, state, link, created_at)"
                     " VALUES (?, ?, 'created', NULL, ?)",
                     (name, json.dumps(config.to_json()), config.creation_date),
                 )
@@ -294,16 +294,16 @@ class NetworkService:
 
     def _taken(self, own_links: set[str] | None = None) -> list[tuple[AnyNetwork, str]]:
         """Every subnet in use: other networks' and the host's routes (not those through
-        our bridges, nor through `own_links`, the links the new network lives on)."""
+        our networks' links, nor through `own_links`, the links the new network lives on)."""
         with self.db.read() as conn:
-            rows = conn.execute("SELECT config, bridge FROM networks").fetchall()
+            rows = conn.execute("SELECT config, link FROM networks").fetchall()
         taken: list[tuple[AnyNetwork, str]] = []
         for row in rows:
             c = NetworkConfiguration.from_json(json.loads(row["config"]))
             taken.append((c.ipv4_subnet, f"network {c.name} ({c.ipv4_subnet})"))
             if c.ipv6_subnet is not None:
                 taken.append((c.ipv6_subnet, f"network {c.name} ({c.ipv6_subnet})"))
-        ours = {row["bridge"] for row in rows if row["bridge"]} | (own_links or set())
+        ours = {row["link"] for row in rows if row["link"]} | (own_links or set())
         for route in host_routes(ours):
             taken.append((route.network, f"host route {route}"))
         return taken

@@ -284,7 +284,8 @@ class Snapshot:
         self.suffixes = ((domain,) if domain else ()) + self.extra_domains
         self.all_networks = frozenset(networks)
         # The host itself: a query to a gateway from the host comes from a gateway address
-        # (systemd-resolved pointed at a bridge by `system dns create`); it sees every network.
+        # (systemd-resolved pointed at the default network's link by `system dns create`);
+        # it sees every network.
         self.host_addresses = frozenset(
             str(gw)
             for info in networks.values()

@@ -1,7 +1,7 @@
 """`container-dns`: the embedded DNS server process (event loop, listeners, policy).
 
 Owns: the UDP/TCP listeners (each network's gateway, port 53, bound with FREEBIND so
-they can exist before the bridge address; 127.0.0.1:2053 for the host), the control
+they can exist before the network's link has the address; 127.0.0.1:2053 for the host), the control
 socket `$CONTAINER_RUN_DIR/dns.ctl` (reload + acknowledgement), the periodic
 `PRAGMA data_version` poll, per-source rate limiting, and the choice between a
 precomputed local answer, NXDOMAIN and forwarding (never for an `--internal`

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from ..errors import Conflict, Exhausted, NotFound
 from ..models import (
+    DEFAULT_PLUGIN,
     Attachment,
     AttachmentRequest,
     NetworkConfiguration,
@@ -112,7 +113,7 @@ def describe(action: str, attachment: Attachment, plugin: str) -> str:
 
 class Allocator:
     def __init__(
-        self, db: Database, domain: str | None, default_mtu: int, plugin: str = "bridge"
+        self, db: Database, domain: str | None, default_mtu: int, plugin: str = DEFAULT_PLUGIN
     ) -> None:
         self.db = db
         self.domain = domain

@@ -80,7 +80,8 @@ class Driver:
             raise InvalidArgument(f"plugin {self.name}: {exc.message}") from None
 
     def create_network(self, config: NetworkConfiguration) -> str | None:
-        """Build the network (idempotent); returns its kernel link's name, if any."""
+        """Build the network (idempotent); returns its kernel link's name, if any (the
+        reply's `link`: a bridge, a shim, whatever kind the plugin makes)."""
         return None
 
     def delete_network(self, name: str) -> None:

@@ -127,16 +127,17 @@ class StatusReply:
 
 @dataclass(frozen=True)
 class NetworkReply:
-    """POST /networks: the network is built; `bridge` names its kernel link, if any;
-    `dnsAddress` is where the embedded DNS serves the network's members (their
-    nameserver): null for nowhere, absent (older plugins) for the network's gateway."""
+    """POST /networks: the network is built; `link` names its kernel link (whatever its
+    kind: a bridge, a macvlan parent's shim, ...), if any; `dnsAddress` is where the
+    embedded DNS serves the network's members (their nameserver): null for nowhere,
+    absent (older plugins) for the network's gateway."""
 
-    bridge: str | None = None
+    link: str | None = None
     dns_address: ipaddress.IPv4Address | None = None
     dns_given: bool = True  # False: the reply had no dnsAddress (the gateway, then)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"bridge": self.bridge}
+        out: dict[str, Any] = {"link": self.link}
         if self.dns_given:
             out["dnsAddress"] = None if self.dns_address is None else str(self.dns_address)
         return out
@@ -148,16 +149,17 @@ class NetworkReply:
     def from_json(cls, data: Any) -> NetworkReply:
         if not isinstance(data, dict):
             raise ProtocolError("POST /networks reply: expected a JSON object")
-        bridge = data.get("bridge")
-        if bridge is not None and not isinstance(bridge, str):
-            raise ProtocolError("POST /networks reply: 'bridge' must be a string or null")
+        # Helpers before protocol field `link` (out-of-tree plugins may still be) sent `bridge`.
+        link = data["link"] if "link" in data else data.get("bridge")
+        if link is not None and not isinstance(link, str):
+            raise ProtocolError("POST /networks reply: 'link' must be a string or null")
         if "dnsAddress" not in data:
-            return cls(bridge, None, dns_given=False)
+            return cls(link, None, dns_given=False)
         raw = data["dnsAddress"]
         if raw is None:
-            return cls(bridge, None)
+            return cls(link, None)
         try:
-            return cls(bridge, ipaddress.IPv4Address(str(raw)))
+            return cls(link, ipaddress.IPv4Address(str(raw)))
         except ValueError:
             raise ProtocolError(
                 "POST /networks reply: 'dnsAddress' must be an IPv4 address or null"
