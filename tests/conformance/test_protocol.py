@@ -24,6 +24,14 @@ def test_status_and_replies_conform_to_the_schema(world: World, subject: Subject
         assert sorted(parsed.strategies) == sorted(subject.strategies)
         others = {s.network for s in SUBJECTS} - {net}
         assert net in parsed.networks and not others & set(parsed.networks)  # its own only
+        # POST /networks again (idempotent): its kernel link under the neutral name `link`,
+        # what inspect shows; `bridge` there is the bridge plugin's alone
+        shown = inst.cli("network", "inspect", net).json()
+        built = client.request("POST", "/networks", shown["configuration"])
+        conforms("POST /networks", built)
+        assert "link" in built and "bridge" not in built
+        assert shown["status"]["link"] == built["link"]
+        assert ("bridge" in shown["status"]) == (subject.plugin == "bridge")
         body = {"owner": "conf1", "hostname": "conf1", "interface": "eth0", "primary": True}
         conforms("POST /networks/{name}/attachments", body, "request")
         att = client.request("POST", f"/networks/{net}/attachments", body)

@@ -136,5 +136,5 @@ def test_unknown_strategy_and_options_are_refused_with_nothing_held(
         host.create_network(network("n2", options={"colour": "green"}))
     with pytest.raises(InvalidArgument, match="plugin rec: unknown network option 'size'"):
         host.create_network(network("n2", options={"size": "big"}))
-    assert host.create_network(network("n2", options={"colour": "blue"})).bridge == "br-n2"
+    assert host.create_network(network("n2", options={"colour": "blue"})).link == "br-n2"
     assert [c for c in driver.calls if c[0] == "create"] == [("create", "n2")]
