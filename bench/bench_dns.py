@@ -222,7 +222,8 @@ class Bench:
                 }
                 with state.transaction(conn):
                     conn.execute(
-                        "INSERT INTO networks VALUES ('bench', ?, 'running', 'br0', ?)",
+                        "INSERT INTO networks(name, config, state, link, created_at)"
+                        " VALUES ('bench', ?, 'running', 'br0', ?)",
                         (json.dumps(cfg), created),
                     )
                     rows = [("client", CLIENT)] + [(f"c{i:03d}", address(i)) for i in range(self.n)]

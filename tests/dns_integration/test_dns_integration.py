@@ -210,7 +210,7 @@ def test_system_dns(stopped_instance: Instance, netns_pool: NetnsPool) -> None:
 
     # systemd-resolved present: a route-only domain on the default bridge, gateway port 53.
     (stub / "OFF").unlink()
-    bridge = inst.cli("network", "inspect", "default").json()["status"]["bridge"]
+    bridge = inst.cli("network", "inspect", "default").json()["status"]["link"]
     assert bridge
     made = inst.cli("system", "dns", "create", "lab.internal").stdout
     assert f"systemd-resolved: ~lab.internal on {bridge} via 192.168.64.1" in made
@@ -275,7 +275,7 @@ def test_system_dns_through_systemd_resolved(
     inst.env["CONTAINER_DNS_UPSTREAMS"] = "10.93.0.3"  # dead: names not ours SERVFAIL, fast
     inst.start()
     _, web_ip = attach(inst, pool, "default", "web")  # also gives the bridge a carrier
-    bridge = inst.cli("network", "inspect", "default").json()["status"]["bridge"]
+    bridge = inst.cli("network", "inspect", "default").json()["status"]["link"]
     gateway = "192.168.64.1"
     assert bridge
     assert _link_setting(resolved, "dns", bridge) == ""
