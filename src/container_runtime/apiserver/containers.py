@@ -280,6 +280,7 @@ class ContainerService:
         for spec in specs:
             config = self.networks.configuration(spec.network)  # NotFound if unknown
             check_static_address(config, spec.ip, spec.ip6)
+            vmstart.check_network(cfg, config, self.networks.strategies(config.plugin))
             plugins[spec.network] = config.plugin
         netjoin.resolve_owner(self, cfg)
         process = ProcessSpec.from_image(
