@@ -10,6 +10,8 @@ gets that network's NIC. Beside it: namespace containers `xns` on xa and `xnb` o
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 from support.instance import Instance, assert_refused, attachments
 
+from ..containers.test_containers import wait_for
 from .conftest import System
 from .test_vm import HELLO, http_get, inspect, qemu_pids, taps
 
@@ -151,10 +154,19 @@ def test_vm_refusals_name_the_reason_and_change_nothing(world: World) -> None:
 # -- stopped: the reservation holds, connect/disconnect change the next start -----------
 
 
-def test_a_stopped_vms_static_address_stays_reserved(world: World) -> None:
+def test_a_stopped_vms_static_address_stays_reserved_across_restarts(world: World) -> None:
     inst, ref = world.inst, world.ref
     inst.cli("stop", "vmx")
     assert inspect(inst, "vmx")["state"] == "stopped" and not taps(inst)
+    old = inst.pid("network-bridge")  # the plugin's helper, then the API server: SIGKILL
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    inst.wait_pid_change("network-bridge", old)
+    api = inst.pid("apiserver")
+    assert api is not None
+    os.kill(api, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{api}").exists(), 10, "the API server to die")
+    inst.start()
     r = inst.cli("run", "-d", "--name", "xtaken", "--network", f"xa,ip={IP}", ref, check=False)
     assert_refused(r, IP)
     r = inst.cli(
