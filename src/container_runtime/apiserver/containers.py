@@ -447,6 +447,8 @@ class ContainerService:
             plugins = [c.plugin for c in configs]
             mode = netjoin.mode_of(cfg)
             vm = cfg.get("isolation") == "vm"
+            for config in configs:  # checked at create; again for a manifest changed since
+                vmstart.check_network(cfg, config, self.networks.strategies(config.plugin))
             path: str | None
             if vm:  # no namespace of ours: each attachment is a TAP that QEMU opens
                 path = None
