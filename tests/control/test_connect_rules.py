@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
 import pytest
 
-from container_runtime.apiserver import endpoints
+from container_runtime.apiserver import endpoints, vmstart
 from container_runtime.apiserver.connect import (
     connect_spec,
     refuse_live_change_of_vm,
@@ -16,6 +17,8 @@ from container_runtime.apiserver.connect import (
 from container_runtime.dns import wire
 from container_runtime.dns.records import load_snapshot
 from container_runtime.errors import Conflict, InvalidArgument
+from container_runtime.models import NetworkConfiguration
+from container_runtime.network.plugins import find_plugin
 from container_runtime.state import Database
 
 
@@ -24,6 +27,26 @@ def test_a_running_vm_container_refuses_network_changes_in_one_line() -> None:
         refuse_live_change_of_vm({"isolation": "vm"}, "x")
     assert info.value.message == "container x runs in a VM: stop it to change its networks"
     refuse_live_change_of_vm({}, "x")  # a namespace container: allowed
+
+
+def _net(name: str, plugin: str = "bridge") -> NetworkConfiguration:
+    subnet = ipaddress.IPv4Network("10.9.0.0/24")
+    return NetworkConfiguration(name, subnet, subnet.network_address + 1, plugin=plugin)
+
+
+def test_a_vm_container_needs_a_plugin_with_the_tap_strategy() -> None:
+    vm, ns = {"isolation": "vm"}, {"isolation": "namespace"}
+    for plugin in ("macvlan", "cni"):  # their manifests, as shipped
+        config = _net("lan", plugin)
+        strategies = find_plugin(plugin).strategies
+        with pytest.raises(InvalidArgument) as info:
+            vmstart.check_network(vm, config, strategies)
+        assert info.value.message == (
+            f"network lan (plugin {plugin}) cannot attach VM containers: the plugin lacks the"
+            f" tap interface strategy (it has: {', '.join(strategies)})"
+        )
+        vmstart.check_network(ns, config, strategies)  # a namespace container: allowed
+    vmstart.check_network(vm, _net("b"), find_plugin("bridge").strategies)
 
 
 def test_connect_flags_are_validated_like_a_network_spec() -> None:

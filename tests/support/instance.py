@@ -116,7 +116,7 @@ class Instance:
             "CONTAINER_RUN_DIR": str(self.run_dir),
             "LANG": "C.UTF-8",
         }
-        for key in ("CONTAINER_DNS_HOST_PORT", "PYTHONPATH"):
+        for key in ("CONTAINER_DNS_HOST_PORT", "CONTAINER_VM_GUEST", "PYTHONPATH"):
             if key in os.environ:
                 self.env[key] = os.environ[key]
 

@@ -75,10 +75,10 @@ def test_config_sh_quotes_every_value_for_the_guest_shell(tmp_path: Path) -> Non
     hostile = "$(touch /tmp/pwned); `id` 'q' \"d\" \\ ;|&"
     process = ProcessSpec(args=("sh", "-c", hostile), env=(f"X={hostile}",), cwd="/a b")
     nic = Nic("cttap0", "02:00:00:00:00:01", "eth0", "10.0.0.2/24", "10.0.0.1", 1400)
-    text = config_sh(hostile, [nic], process)
+    text = config_sh(hostile, [nic], process, domainname=hostile)
     marker = tmp_path / "pwned"
     script = text.replace("/tmp/pwned", str(marker))
-    script += 'printf "%s\\n" "$CT_HOSTNAME" "$CT_NIC0_MTU" "$CT_EXEC"\n'
+    script += 'printf "%s\\n" "$CT_HOSTNAME" "$CT_NIC0_MTU" "$CT_EXEC" "$CT_DOMAINNAME"\n'
     out = subprocess.run(["busybox", "sh", "-c", script], capture_output=True, text=True)
     assert out.returncode == 0 and not marker.exists()
     lines = out.stdout.split("\n")
@@ -88,6 +88,7 @@ def test_config_sh_quotes_every_value_for_the_guest_shell(tmp_path: Path) -> Non
         "/tmp/pwned", str(marker)
     )]  # fmt: skip
     assert "-w/newroot/a b" in words
+    assert lines[3] == lines[0]  # the domain name, as hostile, as literal
     assert guest_exec(ProcessSpec(args=("id",), user="1000:50")).split()[-4:-2] == [
         "-S1000",
         "-G50",

@@ -28,7 +28,7 @@ from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..models import AttachmentSpec, NetworkConfiguration, check_static_address, network_mtu
 from ..models import str_list as _str_list
-from . import endpoints, netjoin, reservations
+from . import endpoints, netjoin, reservations, vmstart
 
 if TYPE_CHECKING:
     from .containers import ContainerService
@@ -149,6 +149,7 @@ class NetworkChanges:
             running = row["state"] == "running"
             if running:
                 refuse_live_change_of_vm(cfg, name)
+            vmstart.check_network(cfg, config, svc.networks.strategies(config.plugin))
             svc.networks.check_dns_names(name, [network], cid)
             svc.networks.check_aliases(spec.aliases, network, cid)
             if not specs and cfg.get("hostname"):  # its first network: --hostname's name

@@ -280,6 +280,7 @@ class ContainerService:
         for spec in specs:
             config = self.networks.configuration(spec.network)  # NotFound if unknown
             check_static_address(config, spec.ip, spec.ip6)
+            vmstart.check_network(cfg, config, self.networks.strategies(config.plugin))
             plugins[spec.network] = config.plugin
         netjoin.resolve_owner(self, cfg)
         process = ProcessSpec.from_image(
@@ -446,6 +447,8 @@ class ContainerService:
             plugins = [c.plugin for c in configs]
             mode = netjoin.mode_of(cfg)
             vm = cfg.get("isolation") == "vm"
+            for config in configs:  # checked at create; again for a manifest changed since
+                vmstart.check_network(cfg, config, self.networks.strategies(config.plugin))
             path: str | None
             if vm:  # no namespace of ours: each attachment is a TAP that QEMU opens
                 path = None

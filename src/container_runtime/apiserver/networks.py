@@ -179,6 +179,10 @@ class NetworkService:
         wanted = {n.id: n.configuration for n in self.list() if n.configuration.plugin == plugin}
         netsync.sync_networks(plugin, wanted, ask, lambda config: self._realise(config, ask))
 
+    def strategies(self, plugin: str) -> tuple[str, ...]:
+        """The interface strategies a plugin's manifest lists (`tap`: it can serve VMs)."""
+        return find_plugin(plugin, self.config.plugin_path).strategies
+
     def namespace_strategy(self, plugin: str) -> str:
         """The interface strategy a plugin uses for a container's namespace."""
         return find_plugin(plugin, self.config.plugin_path).namespace_strategy()

@@ -9,9 +9,11 @@ DNS names, watcher, stop/kill/rm and recovery, through VmRuntime's runc-like int
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InvalidArgument
+from ..models import NetworkConfiguration
 from ..runtime.images import ImageInfo
 from ..runtime.oci import ProcessSpec
 from ..runtime.vm import guest
@@ -33,6 +35,19 @@ def check_create(cfg: dict[str, Any]) -> None:
         if cfg.get(key):
             raise InvalidArgument(f"{flag} is not supported with --vm")
     guest.check_guest()
+
+
+def check_network(
+    cfg: dict[str, Any], config: NetworkConfiguration, strategies: Sequence[str]
+) -> None:
+    """Refuse, before anything is held, a VM container on a network whose plugin cannot
+    give it a TAP (macvlan and cni build interfaces in a namespace only)."""
+    if cfg.get("isolation") == "vm" and "tap" not in strategies:
+        has = ", ".join(strategies) or "none"
+        raise InvalidArgument(
+            f"network {config.name} (plugin {config.plugin}) cannot attach VM containers:"
+            f" the plugin lacks the tap interface strategy (it has: {has})"
+        )
 
 
 def process_of(image: ImageInfo, cfg: dict[str, Any]) -> ProcessSpec:
@@ -61,12 +76,13 @@ def start_vm(
     return vms.start(
         cid,
         process_of(image, cfg),
-        short_hostname(name),
+        cfg.get("hostname") or short_hostname(name),  # --hostname, as a namespace's UTS
         nics,
         {"hosts": hosts, "resolv.conf": resolv},
         cpus=int(cfg.get("cpus") or DEFAULT_CPUS),
         memory_mb=int(cfg.get("memoryMB") or DEFAULT_MEMORY_MB),
         accel=probe_accelerator(),
+        domainname=cfg.get("domainname"),
     )
 
 

@@ -2,8 +2,8 @@
 # PID 1 of a VM container's guest (busybox sh in the initramfs; docs/VM.md). It loads the
 # virtio modules, mounts the container's rootfs (virtio-9p tag "rootfs") at /newroot,
 # configures eth0.. from /ct/config.sh (written by the host from the network plugin's
-# allocation), writes /etc/hosts, /etc/resolv.conf and the hostname, runs the process in
-# /newroot with its env and workdir, and serves the host's control port: signals, exec,
+# allocation), writes /etc/hosts, /etc/resolv.conf, the hostname and domain name, runs the
+# process in /newroot with its env and workdir, and serves the host's control port: signals, exec,
 # then the exit status. /ct/config.sh quotes every value (shlex.quote on the host).
 export PATH=/bin
 mount -t proc proc /proc
@@ -65,6 +65,7 @@ while [ "$i" -lt "$CT_NICS" ]; do
 done
 mark network
 echo "$CT_HOSTNAME" > /proc/sys/kernel/hostname
+[ -n "$CT_DOMAINNAME" ] && echo "$CT_DOMAINNAME" > /proc/sys/kernel/domainname
 mkdir -p /newroot/etc /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
 copy() { while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1" > "$2"; }
 for f in hosts resolv.conf hostname; do copy "/ct/$f" "/newroot/etc/$f"; done

@@ -145,9 +145,12 @@ def guest_exec(process: ProcessSpec) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def config_sh(hostname: str, nics: Sequence[Nic], process: ProcessSpec) -> str:
+def config_sh(
+    hostname: str, nics: Sequence[Nic], process: ProcessSpec, domainname: str | None = None
+) -> str:
     lines = [
         f"CT_HOSTNAME={shlex.quote(hostname)}",
+        f"CT_DOMAINNAME={shlex.quote(domainname or '')}",
         f"CT_NICS={len(nics)}",
         f"CT_EXEC={shlex.quote(guest_exec(process))}",
     ]
@@ -249,6 +252,7 @@ class VmRuntime:
         cpus: int,
         memory_mb: int,
         accel: str,
+        domainname: str | None = None,
     ) -> int:
         """Boot the VM under its shim; returns QEMU's pid once the guest init reported
         that the process started (or raises, leaving no QEMU and no socket)."""
@@ -260,7 +264,7 @@ class VmRuntime:
         shutil.rmtree(socks, ignore_errors=True)
         socks.mkdir(parents=True, mode=0o700)
         files = {
-            "config.sh": config_sh(hostname, nics, process).encode(),
+            "config.sh": config_sh(hostname, nics, process, domainname).encode(),
             "hosts": etc["hosts"].encode(),
             "resolv.conf": etc["resolv.conf"].encode(),
             "hostname": (hostname + "\n").encode(),
