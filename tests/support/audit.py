@@ -137,7 +137,7 @@ def consistency(inst: Instance) -> dict[str, int]:
     try:
         nets = {
             n: (b, json.loads(c))
-            for n, b, c in db.execute("SELECT name, bridge, config FROM networks")
+            for n, b, c in db.execute("SELECT name, link, config FROM networks")
         }
         containers = db.execute("SELECT id, name, state, pid FROM containers").fetchall()
     finally:
