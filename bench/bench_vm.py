@@ -134,7 +134,8 @@ def main() -> None:
         names = re.findall(r"started container (\S+) ", log)
         vm_net = [s for n, s in zip(names, shares, strict=True) if n.startswith("vm")]
         ns_net = [s for n, s in zip(names, shares, strict=True) if n.startswith("ns")]
-        bs.cli("rm", "-f", *(f"{k}{i}" for k in ("vm", "ns") for i in range(args.n)))
+        kept = range(max(0, args.n - 2), args.n)  # the ones not removed in the loop
+        bs.cli("rm", "-f", *(f"{k}{i}" for k in ("vm", "ns") for i in kept))
     load = os.getloadavg()
     print(f"accelerator {accel}; load average {load[0]:.1f} {load[1]:.1f} (2 CPUs)")
     print(f"VM run -d until it answers TCP      {med(vm_tcp)}   (target <= 3000 ms, TCG)")
