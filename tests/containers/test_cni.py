@@ -193,8 +193,21 @@ def test_type_ptp_network_container_reaches_peer_through_the_host(system: System
             "run", "-d", "--name", "pp", "--network", "cptp", "-p", "8090:80", ref, check=False
         )
         assert_refused(refused, "cannot publish ports", "portmap")
+        # Its IPAM picks the addresses: a static one is refused, at create and at connect.
+        static = f"cptp,ip={pa.rsplit('.', 1)[0]}.77"
+        refused = inst.cli("run", "-d", "--name", "ps", "--network", static, ref, check=False)
+        assert_refused(refused, "picks its own addresses", "static addresses")
+        inst.cli("create", "--name", "ps", ref)
+        refused = inst.cli(
+            "network", "connect", "cptp", "ps", "--ip", f"{pa.rsplit('.', 1)[0]}.77", check=False
+        )
+        assert_refused(refused, "picks its own addresses")
+        assert {a["owner"] for a in attachments(inst, "cptp")} == {
+            inspect(inst, "pa")["id"],
+            inspect(inst, "pb")["id"],
+        }
     finally:
-        inst.cli("rm", "-f", "pa", "pb", "pp", check=False)
+        inst.cli("rm", "-f", "pa", "pb", "pp", "ps", check=False)
     assert attachments(inst, "cptp") == []
     inst.cli("network", "rm", "cptp")
 

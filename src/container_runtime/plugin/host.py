@@ -163,6 +163,11 @@ class PluginHost:
     ) -> Attachment:
         """Attach through a driver that allocates itself: its pending record committed
         first, its reply and data committed before the reply (records.py)."""
+        if request.ip is not None or request.ip6 is not None:
+            raise InvalidArgument(
+                f"network {request.network} (plugin {self.plugin}) picks its own addresses:"
+                " static addresses (ip=, ip6=, --ip) are not supported there"
+            )
         record, existing, left = self.records.begin(request)  # committed before it acts
         if left is not None:  # an earlier attempt that never completed: undone first
             self.drop(left)
@@ -225,7 +230,13 @@ class PluginHost:
 
     def reserve(self, network: str, owner: str, body: dict[str, Any]) -> Reservation:
         wanted = Reservation.from_json({**body, "network": network, "owner": owner})
-        return self.allocator.reserve(self.network_config(network), wanted)
+        config = self.network_config(network)
+        if self.driver.allocates:  # our allocator is not the one that picks its addresses
+            raise InvalidArgument(
+                f"network {network} (plugin {self.plugin}) picks its own addresses:"
+                " static addresses (ip=, ip6=, --ip) are not supported there"
+            )
+        return self.allocator.reserve(config, wanted)
 
     def reconcile(self) -> None:
         if self.driver.allocates:  # what an earlier helper began or ended but never finished

@@ -54,7 +54,12 @@ from .execclient import shim_call
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 BOOT_TIMEOUT = 60.0  # under TCG a loaded host stretches the boot (14 s seen at load 10)
 PROBE_TIMEOUT = 5.0
-KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1 pci=off no_timer_check mitigations=off cryptomgr.notests random.trust_cpu=on i8042.noaux i8042.nomux i8042.nopnp rcupdate.rcu_expedited=1 8250.nr_uarts=1"
+# What costs boot time under emulation and protects nothing here is off (docs/VM.md).
+KERNEL_CMDLINE = (
+    "console=ttyS0 quiet panic=-1 pci=off no_timer_check mitigations=off cryptomgr.notests"
+    " random.trust_cpu=on i8042.noaux i8042.nomux i8042.nopnp rcupdate.rcu_expedited=1"
+    " 8250.nr_uarts=1"
+)
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 DEFAULT_CPUS = 1
 DEFAULT_MEMORY_MB = 256
