@@ -11,12 +11,19 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 while read -r m; do insmod "/lib/modules/$m" || echo "init: insmod $m failed" > /dev/console; done < /modules
 . /ct/config.sh
-# virtio-serial ports by name (no udev here); a port opens once: fd 3 is the control port.
+# virtio-serial ports by name (no udev here): port_ctl, port_stdout, port_stderr (the
+# host names them; read and case are builtins: no fork per port under emulation). A port
+# opens once: fd 3 is the control port.
 for p in /sys/class/virtio-ports/*; do
-  ln -sf "/dev/${p##*/}" "/dev/port-$(cat "$p/name")"
+  read -r n < "$p/name"
+  case "$n" in
+    ctl) port_ctl="/dev/${p##*/}" ;;
+    stdout) port_stdout="/dev/${p##*/}" ;;
+    stderr) port_stderr="/dev/${p##*/}" ;;
+  esac
 done
-exec 3<> /dev/port-ctl
-mark() { echo "mark $1 $(cut -d' ' -f1 /proc/uptime)" >&3; }
+exec 3<> "$port_ctl"
+mark() { read -r up _ < /proc/uptime; echo "mark $1 $up" >&3; }
 mark init
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,access=client rootfs /newroot \
   || { echo "exit 125 cannot mount the root filesystem" >&3; reboot -f; }
@@ -77,7 +84,7 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs shm /newroot/dev/shm
 # The process: env -i, nsenter -r/-w (chroot + workdir), its user; CT_EXEC is built and
 # quoted by the host.
-eval "$CT_EXEC" < /dev/null > /dev/port-stdout 2> /dev/port-stderr 3>&- &
+eval "$CT_EXEC" < /dev/null > "$port_stdout" 2> "$port_stderr" 3>&- &
 pid=$!
 mark started
 # Control requests from the host, one line each: "signal N" or "exec ID B64SCRIPT".
