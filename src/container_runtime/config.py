@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .container_config import parse_isolation_name
 from .errors import ConfigError, InvalidArgument
 from .models import (
     check_usable_subnet,
     parse_ipv4_subnet,
     parse_ipv6_subnet,
-    parse_isolation_name,
     parse_mtu,
     validate_domain,
 )

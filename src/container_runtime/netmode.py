@@ -2,7 +2,7 @@
 container:NAME`, `--hostname`, `--domainname` and `--add-host NAME:IP`, validated.
 
 Stdlib only (the CLI imports models, which import this).  The API server stores the
-result in the container's config (models.ContainerConfig) and acts on it in
+result in the container's config (container_config.ContainerConfig) and acts on it in
 apiserver/netjoin.py (whose namespace, refusals at start/rm) and etcfiles.py.
 
 Modes (`NamespaceMode.kind`):

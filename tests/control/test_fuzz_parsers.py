@@ -34,12 +34,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from container_runtime.container_config import PortMapping
 from container_runtime.dns import wire
 from container_runtime.errors import InvalidArgument
 from container_runtime.http import Request, Router, SelectorHTTPServer
 from container_runtime.models import (
     AttachmentSpec,
-    PortMapping,
     check_usable_subnet,
     parse_ipv4_subnet,
     parse_ipv6_subnet,

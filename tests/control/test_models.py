@@ -6,13 +6,13 @@ import ipaddress
 
 import pytest
 
+from container_runtime.container_config import PortMapping
 from container_runtime.errors import InvalidArgument
 from container_runtime.models import (
     RUNTIME_OPTIONS,
     AttachmentRequest,
     AttachmentSpec,
     NetworkConfiguration,
-    PortMapping,
     parse_gateway,
     parse_ipv4_subnet,
     parse_ipv6_subnet,
@@ -231,7 +231,7 @@ def test_port_mapping_parse() -> None:
 
 
 def test_container_config_parse_and_refusals() -> None:
-    from container_runtime.models import ContainerConfig
+    from container_runtime.container_config import ContainerConfig
 
     default = ContainerConfig.parse({}, "test")
     assert [s.network for s in default.networks] == ["default"] and default.dns.search == ("test",)

@@ -18,8 +18,8 @@ from container_runtime.apiserver.etcfiles import (
     hosts_file,
     resolv_conf,
 )
+from container_runtime.container_config import ContainerConfig
 from container_runtime.errors import InvalidArgument
-from container_runtime.models import ContainerConfig
 from container_runtime.netmode import (
     NamespaceMode,
     check_isolation_supports,

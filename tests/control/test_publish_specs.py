@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 
+from container_runtime.container_config import ContainerConfig, PortMapping
 from container_runtime.errors import InvalidArgument
-from container_runtime.models import ContainerConfig, PortMapping
 
 
 def test_ipv6_hosts_protocol_case_and_big_ranges() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from container_runtime.config import load_config
+from container_runtime.container_config import ContainerConfig, parse_memory
 from container_runtime.errors import ConfigError, ContainerError, InvalidArgument
-from container_runtime.models import ContainerConfig, parse_memory
 from container_runtime.runtime.oci import ProcessSpec
 from container_runtime.runtime.vm import guest
 from container_runtime.runtime.vm.machine import Nic, attachment_nic, config_sh, guest_exec

@@ -24,10 +24,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..container_config import str_list as _str_list
 from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
 from ..models import AttachmentSpec, NetworkConfiguration, check_static_address, network_mtu
-from ..models import str_list as _str_list
 from . import endpoints, netjoin, reservations, vmstart
 
 if TYPE_CHECKING:

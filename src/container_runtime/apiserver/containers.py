@@ -37,16 +37,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Config
+from ..container_config import ContainerConfig, parse_env, str_list
 from ..dns.control import notify_dns
 from ..errors import Conflict, ContainerError, InvalidArgument, NotFound
-from ..models import (
-    DEFAULT_PLUGIN,
-    ContainerConfig,
-    check_static_address,
-    parse_env,
-    str_list,
-    validate_container_name,
-)
+from ..models import DEFAULT_PLUGIN, check_static_address, validate_container_name
 from ..netmode import check_isolation_supports
 from ..paths import Paths
 from ..runtime.images import ImageStore, normalize_reference

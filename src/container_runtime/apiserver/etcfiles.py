@@ -1,5 +1,5 @@
 """The /etc/hosts and /etc/resolv.conf a container gets, from its attachments and its
-validated DNS settings (models.DnsSettings).  Pure text: the runtime writes the files.
+validated DNS settings (container_config.DnsSettings).  Pure text: the runtime writes the files.
 
 /etc/hosts: the IPv4 localhost line, then the container's own `IP NAME.DOMAIN NAME` line
 for each attachment (primary first, as Docker and Apple's container put it right after

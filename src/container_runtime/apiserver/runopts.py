@@ -1,4 +1,4 @@
-"""How a container's process runs, beyond models.ContainerConfig: bind mounts
+"""How a container's process runs, beyond container_config.ContainerConfig: bind mounts
 (`-v HOST:CONTAINER[:ro|rw]`), `--init`, `-t` (a TTY) and `-i` (stdin kept open).
 Validated here, stored in the container's row with the rest of its config."""
 
@@ -8,8 +8,8 @@ import os
 import posixpath
 from typing import Any
 
+from ..container_config import str_list
 from ..errors import InvalidArgument
-from ..models import str_list
 
 MAX_VOLUMES = 64
 
