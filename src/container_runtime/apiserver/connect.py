@@ -129,6 +129,18 @@ class NetworkChanges:
         forwards = port_runs([{**p, "containerIP": primary_ip} for p in cfg["ports"]])
         self.svc.helper_for(plugin).request("PUT", f"/portforwards/{cid}", {"forwards": forwards})
 
+    def _changeable(
+        self, cid: str, body: dict[str, Any]
+    ) -> tuple[Any, str, dict[str, Any], list[AttachmentSpec]]:
+        """The container's row, name, configuration and specs, under its lock; refused when
+        it has no networks of its own to change."""
+        row = self.svc._row(cid)
+        if row is None:
+            raise NotFound(f"container {body.get('container')} not found")
+        name, cfg = str(row["name"]), json.loads(row["config"])
+        netjoin.refuse_network_change(self.svc, cfg, name)
+        return row, name, cfg, specs_of(cfg)
+
     # -- connect ------------------------------------------------------------------------
 
     def connect(self, network: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -138,12 +150,7 @@ class NetworkChanges:
         config = svc.networks.configuration(network)  # NotFound for an unknown network
         check_static_address(config, spec.ip, spec.ip6)
         with svc._locked(cid):
-            row = svc._row(cid)
-            if row is None:
-                raise NotFound(f"container {body.get('container')} not found")
-            name, cfg = str(row["name"]), json.loads(row["config"])
-            netjoin.refuse_network_change(svc, cfg, name)
-            specs = specs_of(cfg)
+            row, name, cfg, specs = self._changeable(cid, body)
             if any(s.network == network for s in specs):
                 raise Conflict(f"container {name} is already connected to network {network}")
             running = row["state"] == "running"
@@ -229,12 +236,7 @@ class NetworkChanges:
             raise InvalidArgument("force must be true or false")
         cid = svc.resolve(_container_ref(body))
         with svc._locked(cid):
-            row = svc._row(cid)
-            if row is None:
-                raise NotFound(f"container {body.get('container')} not found")
-            name, cfg = str(row["name"]), json.loads(row["config"])
-            netjoin.refuse_network_change(svc, cfg, name)
-            specs = specs_of(cfg)
+            row, name, cfg, specs = self._changeable(cid, body)
             index = next((i for i, s in enumerate(specs) if s.network == network), None)
             if index is None:
                 raise NotFound(f"container {name} is not connected to network {network}")

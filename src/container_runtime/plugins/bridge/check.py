@@ -7,14 +7,12 @@ the attachment's MAC, MTU and address) and our nft tables. One line per differen
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import TYPE_CHECKING, Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
-from ...dataplane import names, nsutil
+from ...dataplane import links, names, nsutil
 from ...errors import InvalidArgument
 from ...models import Attachment, NetworkConfiguration
 
@@ -24,15 +22,6 @@ if TYPE_CHECKING:
 
 def _attr(msg: Any, name: str) -> Any:
     return msg.get_attr(name) if msg is not None else None
-
-
-def _link(ipr: IPRoute, ifname: str) -> Any | None:
-    try:
-        return ipr.link("get", ifname=ifname)[0]
-    except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
-            return None
-        raise
 
 
 def _addresses(ipr: IPRoute, index: int) -> set[str]:
@@ -49,7 +38,7 @@ def check_network(
     problems: list[str] = []
     ipr = dataplane._ipr
     bridge_name = dataplane.bridge_name(config.name)
-    bridge = _link(ipr, bridge_name)
+    bridge = links.get_link(ipr, bridge_name)
     if bridge is None:
         problems.append(f"bridge {bridge_name} is missing")
     else:
@@ -66,7 +55,7 @@ def check_network(
             continue  # allocation only: nothing in the kernel
         who = f"{att.owner[:12]} {att.interface}"
         host = host_ifnames.get(att.owner)
-        port = _link(ipr, host) if host else None
+        port = links.get_link(ipr, host) if host else None
         if port is None:
             problems.append(f"{who}: host interface {host or '(none)'} is missing")
         else:
@@ -94,7 +83,7 @@ def _check_inside(dataplane: LinuxDataPlane, att: Attachment, who: str) -> list[
         os.close(fd)
     problems: list[str] = []
     try:
-        link = _link(ipr, att.interface)
+        link = links.get_link(ipr, att.interface)
         if link is None:
             return [f"{who}: interface {att.interface} is missing in {att.netns}"]
         if not int(link["flags"]) & 1:
